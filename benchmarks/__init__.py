@@ -1,0 +1,1 @@
+"""Programs that measure jacdistill (installed as ``jacdistill.benchmarks``; results in results/)."""

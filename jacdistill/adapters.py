@@ -1,0 +1,62 @@
+"""Base class for students that wrap a scikit-learn style estimator."""
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+from jacdistill.contracts import JacdistillError, Student
+
+
+class EstimatorStudent(Student):
+    """A student backed by an estimator class with ``fit``/``predict`` and a ``random_state``.
+
+    ``defaults`` are jacdistill's choices for the estimator's parameters; any other parameter of
+    the estimator may be set too (``--student-opt generations=50``).
+    """
+
+    seed_parameter: ClassVar[str] = "random_state"
+
+    @classmethod
+    @abstractmethod
+    def estimator_class(cls) -> type:
+        """The wrapped estimator class (imported lazily, so a missing package fails late)."""
+
+    @classmethod
+    def accepted_options(cls) -> set[str]:
+        reason = cls.unavailable_reason()
+        if reason:  # the estimator's own parameters are unknowable without it
+            raise JacdistillError(f"{cls.kind} '{cls.name}' {reason}")
+        return set(cls.defaults) | (set(cls.estimator_class()().get_params()) - {cls.seed_parameter})
+
+    @classmethod
+    def options_hint(cls) -> str:
+        estimator = cls.estimator_class()
+        return (f"{', '.join(sorted(cls.defaults))}, or any parameter of "
+                f"{estimator.__module__.split('.')[0]}'s {estimator.__name__}")
+
+    @classmethod
+    def resolve_options(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """Check names and, where the estimator declares scikit-learn parameter constraints,
+        values too, so that a bad value fails before the teacher is trained."""
+        options = super().resolve_options(given)
+        estimator = cls.estimator_class()(**options)
+        constraints = getattr(estimator, "_parameter_constraints", None)
+        if isinstance(constraints, dict):
+            from sklearn.utils._param_validation import validate_parameter_constraints
+            try:
+                validate_parameter_constraints(constraints, estimator.get_params(deep=False),
+                                               caller_name=type(estimator).__name__)
+            except (ValueError, TypeError) as exc:
+                raise JacdistillError(f"{cls.kind} '{cls.name}': {exc}".splitlines()[0]) from None
+        return options
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "EstimatorStudent":
+        options: dict[str, Any] = {**self.options, self.seed_parameter: self.seed}
+        self.estimator_ = self.estimator_class()(**options).fit(X, y)
+        self.n_features_ = X.shape[1]
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.estimator_.predict(X), dtype=np.float64).reshape(-1)

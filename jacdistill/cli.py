@@ -1,0 +1,241 @@
+"""The ``jacdistill`` command line: a thin layer over :mod:`jacdistill.pipeline` and the registry."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+
+import click
+
+from jacdistill import __version__
+from jacdistill.options import JacdistillError, parse_key_values
+
+DEFAULT_DATASET = "airfoil"
+DEFAULT_LAM = 1e-3
+
+
+class Jacdistill(click.Group):
+    """Every user error (bad option, bad data, unknown plugin) is one line on stderr and exit 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        warnings.showwarning = lambda message, *_, **__: click.echo(f"warning: {message}", err=True)
+        try:
+            super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+        except JacdistillError as exc:
+            fail(str(exc), 2)
+        except (KeyboardInterrupt, click.exceptions.Abort):
+            fail("interrupted; finished files are kept", 130)
+        sys.exit(0)
+
+
+def fail(message: str, code: int) -> None:
+    click.echo(f"error: {message.strip().splitlines()[0] if message.strip() else 'failed'}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=Jacdistill)
+@click.version_option(__version__, prog_name="jacdistill")
+def cli():
+    """Distil a neural network into a formula a person can read."""
+
+
+def parse_widths(ctx, param, value: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in value.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise click.BadParameter(f"expects comma-separated positive integers such as 64,64, got '{value}'")
+    return widths
+
+
+def parse_lam(ctx, param, value: str) -> float:
+    try:
+        lam = float(value)
+    except ValueError:
+        raise click.BadParameter(f"expects a number >= 0, got '{value}'") from None
+    if not lam >= 0 or lam == float("inf"):
+        raise click.BadParameter(f"expects a finite number >= 0, got '{value}'")
+    return lam
+
+
+class Bars:
+    """tqdm bars for teacher epochs and student fits, on stderr, only when it is a terminal."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.bar = enabled, None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+        if done == 0 or self.bar is None or self.bar.desc != stage:
+            self.close()
+            self.bar = tqdm(total=total, desc=stage, unit="epoch" if stage == "teacher" else "fit",
+                            leave=False, file=sys.stderr)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+@cli.command()
+@click.option("--dataset", help=f"Bundled dataset (see `jacdistill datasets`); default {DEFAULT_DATASET}.")
+@click.option("--data", type=click.Path(dir_okay=False), help="CSV or Parquet file of your own.")
+@click.option("--target", help="Target column (default: the last column).")
+@click.option("--regularizer", default="jacobian", show_default=True, help="Smoothness penalty plugin.")
+@click.option("--lam", default=str(DEFAULT_LAM), show_default=True, callback=parse_lam,
+              help="Penalty weight λ.")
+@click.option("--reg-opt", multiple=True, metavar="KEY=VALUE", help="Option for the regularizer.")
+@click.option("--backend", help="Regularizer backend, e.g. auto, autograd, analytic (jacobian).")
+@click.option("--reg-every", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Apply the penalty every K steps with weight K·λ.")
+@click.option("--student", default="operon", show_default=True, help="Student plugin.")
+@click.option("--student-opt", multiple=True, metavar="KEY=VALUE", help="Option for the student.")
+@click.option("--widths", default="64,64", show_default=True, callback=parse_widths,
+              help="Hidden layer widths of the teacher MLP.")
+@click.option("--activation", type=click.Choice(["silu", "tanh", "relu"]), default="silu", show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Maximum teacher epochs (early stopping on validation MSE).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=40, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, or cuda when available.")
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/<time>-…).")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics.json to stdout.")
+@click.option("--no-baseline", is_flag=True, help="Skip the λ = 0 baseline fit.")
+def run(dataset, data, target, regularizer, lam, reg_opt, backend, reg_every, student, student_opt, widths, activation,
+        epochs, batch_size, lr, patience, seed, device, out, as_json, no_baseline):
+    """Train a smooth teacher, distil it into a formula, compare with the λ = 0 baseline."""
+    from jacdistill.data import load_bundled, load_file
+
+    if dataset is not None and data is not None:
+        raise JacdistillError("give either --dataset or --data, not both")
+    if data is not None:
+        table = load_file(data, target)
+    else:
+        table = load_bundled(DEFAULT_DATASET if dataset is None else dataset)
+    if target is not None and data is None and target != table.target_name:
+        raise JacdistillError(f"bundled dataset '{table.name}' has target '{table.target_name}'; "
+                              f"--target applies to --data files")
+    from jacdistill import pipeline, provenance
+    from jacdistill.estimator import Distiller
+
+    reg_options = parse_key_values(reg_opt, "--reg-opt")
+    if backend:
+        reg_options["backend"] = backend
+    params = dict(regularizer=regularizer, lam=0.0 if regularizer == "none" else lam, student=student,
+                  student_options=parse_key_values(student_opt, "--student-opt"),
+                  regularizer_options=reg_options, reg_every=reg_every, widths=widths, activation=activation, epochs=epochs, batch_size=batch_size,
+                  lr=lr, patience=patience, device=device, seed=seed)
+    # fail on a bad plugin or option before any training
+    penalty, student_options, _ = Distiller(**params).resolve_plugins()
+    run_dir = pipeline.prepare_run_dir(out or pipeline.default_run_dir(table, params), {
+        "dataset": table.name, "data_file": data, "target": table.target_name,
+        "features": table.feature_names, "baseline": not no_baseline, **params,
+        "resolved_options": {"regularizer": penalty.options, "student": student_options},
+        "split": {"train": 0.70, "val": 0.15, "test": 0.15},
+        "versions": provenance.package_versions()})
+    bars = Bars(enabled=not as_json and sys.stderr.isatty())
+    started = time.perf_counter()
+    try:
+        main, base = pipeline.run(table, params, baseline=not no_baseline, progress=bars)
+    finally:
+        bars.close()
+    pipeline.write_run(run_dir, table, main, base)
+    if as_json:
+        click.echo((run_dir / "metrics.json").read_text(), nl=False)
+    else:
+        click.echo(summary(table, main, base, run_dir, time.perf_counter() - started))
+
+
+def summary(table, main, base, run_dir, seconds: float) -> str:
+    from jacdistill import formula
+
+    est, m = main.estimator, main.metrics
+    arch = "-".join(str(w) for w in (len(table.feature_names), *est.widths, 1))
+    columns = [(f"{m['regularizer']} λ={m['lam']:g}", m)] + ([("baseline λ=0", base.metrics)] if base else [])
+    rows = [("teacher test R²", "teacher_r2_test", "{:.4f}"), ("student test R²", "student_r2_test", "{:.4f}"),
+            ("fidelity R²", "fidelity_r2_test", "{:.4f}"), ("complexity", "complexity", "{}")]
+    show = lambda fmt, v: "n/a" if v is None or v != v else fmt.format(v)
+    lines = [f"{table.name}: MLP {arch} {est.activation} teacher, {m['student']} student, seed {m['seed']}",
+             f"{'':20}" + "".join(f"{title:>20}" for title, _ in columns)]
+    lines += [f"{label:20}" + "".join(f"{show(fmt, c[key]):>20}" for _, c in columns) for label, key, fmt in rows]
+    lines.append(f"formula   {formula.as_text(est.formula_, table.target_name, digits=4)}")
+    if base:
+        lines.append(f"baseline  {formula.as_text(base.estimator.formula_, table.target_name, digits=4)}")
+    lines.append(f"run dir   {run_dir}")
+    lines.append(f"time      {seconds:.1f} s")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def plugins(as_json):
+    """List regularizers, students and tuners, where they come from and whether they run here."""
+    from jacdistill.registry import registry
+
+    rows = [info.as_dict() for info in registry().all()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'kind':12} {'name':12} {'source':20} available")
+    for row in rows:
+        status = "yes" if row["available"] else f"no: {row['reason']}"
+        click.echo(f"{row['kind']:12} {row['name']:12} {row['source']:20} {status}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def datasets(as_json):
+    """List the bundled datasets with their sizes."""
+    from jacdistill.data import bundled_datasets
+
+    rows = [{k: row[k] for k in ("name", "rows", "features", "target", "original_source", "license_note")}
+            for row in bundled_datasets()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'name':16} {'rows':>6} {'features':>8}  target")
+    for row in rows:
+        click.echo(f"{row['name']:16} {row['rows']:>6} {row['features']:>8}  {row['target']}")
+
+
+@cli.group()
+def bench():
+    """Measure speed: results go to benchmarks/results/ with machine and versions."""
+
+
+@bench.command("step")
+@click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Timed rounds per cell (the median is reported).")
+@click.option("--repeats", type=click.IntRange(min=8), default=24, show_default=True,
+              help="Steps per cell and round.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="benchmarks/results", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def bench_step(rounds, repeats, device, out, as_json):
+    """Per-step time of each penalty and backend divided by a plain MSE step."""
+    from jacdistill.benchmarks import harness, step_overhead
+
+    rows = step_overhead.measure(rounds, repeats, device=device)
+    settings = {"rounds": rounds, "repeats": repeats, "lam": step_overhead.LAM}
+    path = harness.save("step_overhead", rows, settings, device, out)
+    if as_json:
+        click.echo(json.dumps({"rows": rows, "settings": settings, "file": str(path)}, indent=2))
+    else:
+        click.echo(harness.table(rows, step_overhead.COLUMNS))
+        click.echo(f"written to {path}")
+
+
+def main():
+    cli()

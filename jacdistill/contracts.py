@@ -1,0 +1,107 @@
+"""The contracts every plugin implements: regularizers, students and tuners.
+
+A plugin module registers classes that subclass one of these through the hooks in
+:mod:`jacdistill.hookspecs`. Each class carries a unique ``name`` (what users type after
+``--regularizer``, ``--student`` or ``--tuner``) and takes its options as keyword arguments.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+import sympy
+import torch
+from torch import nn
+
+from jacdistill.options import JacdistillError, PluginOptions  # noqa: F401 (re-exported)
+
+
+class Regularizer(PluginOptions, ABC):
+    """A smoothness penalty R for the teacher: training minimises MSE + λ·R(f, x) per batch.
+
+    ``penalty(model, x)`` returns a scalar tensor that autograd can differentiate with respect to
+    the model's parameters (it is usually built with ``create_graph=True``). ``loss`` is the full
+    per-batch objective; override it when the penalty can share the forward pass with the MSE or
+    return its parameter gradients more cheaply than autograd would.
+    """
+
+    kind = "regularizer"
+
+    def __init__(self, **options: Any):
+        self.options = self.resolve_options(options)
+
+    @abstractmethod
+    def penalty(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Differentiable scalar penalty for the batch ``x`` (shape B×d)."""
+
+    def output_and_penalty(self, model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(model(x), penalty)``; override when both can come from one forward pass."""
+        return model(x), self.penalty(model, x)
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
+        """The training objective on one batch (y: B×k): MSE plus ``lam`` times the penalty."""
+        if not lam:
+            return torch.mean((model(x) - y) ** 2)
+        out, penalty = self.output_and_penalty(model, x)
+        return torch.mean((out - y) ** 2) + lam * penalty
+
+
+class Student(PluginOptions, ABC):
+    """A symbolic (or tree) model fitted to the teacher's predictions, scikit-learn style.
+
+    Inputs to ``fit``/``predict`` are standardized arrays (n×d) and a 1-d target. After ``fit``
+    the student exposes its model as a sympy expression over sympy Symbols named ``x0 … x{d-1}``;
+    the pipeline renames them to feature names and undoes the standardization.
+    """
+
+    kind = "student"
+
+    def __init__(self, seed: int = 0, **options: Any):
+        self.seed = seed
+        self.options = self.resolve_options(options)
+
+    @abstractmethod
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "Student":
+        """Fit to (X, y) and return self."""
+
+    @abstractmethod
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions of the fitted model, shape (n,)."""
+
+    @abstractmethod
+    def expression(self) -> sympy.Expr:
+        """The fitted model as a sympy expression over Symbols ``x0 … x{d-1}``."""
+
+    def complexity(self) -> int:
+        """Model size: nodes of the expression tree (trees override this with their leaf count)."""
+        return count_nodes(self.expression())
+
+
+class Tuner(PluginOptions, ABC):
+    """Chooses λ for a dataset, on training and validation data only (never the test split).
+
+    ``tune(make_estimator, X_train, y_train, X_val, y_val)`` receives a factory that builds a
+    configured distillation estimator for a given λ and returns the chosen λ together with the
+    trials it ran. The concrete tuners arrive as plugins in a later release.
+    """
+
+    kind = "tuner"
+
+    def __init__(self, seed: int = 0, **options: Any):
+        self.seed = seed
+        self.options = self.resolve_options(options)
+
+    @abstractmethod
+    def tune(self, make_estimator, X_train, y_train, X_val, y_val) -> tuple[float, list[dict]]:
+        """Return (chosen λ, list of trial records)."""
+
+
+def count_nodes(expr: sympy.Expr) -> int:
+    """Number of nodes in the expression tree (operators, variables and constants)."""
+    return sum(1 for _ in sympy.preorder_traversal(expr))
+
+
+def variables(n_features: int) -> list[sympy.Symbol]:
+    """The Symbols ``x0 … x{n-1}`` that student expressions are written over."""
+    return [sympy.Symbol(f"x{i}", real=True) for i in range(n_features)]

@@ -1,0 +1,124 @@
+"""Tabular regression data: bundled datasets, CSV/Parquet files, validation and splitting."""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from jacdistill.options import JacdistillError
+
+MIN_ROWS = 20
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    X: np.ndarray  # float64, n×d
+    y: np.ndarray  # float64, n
+    feature_names: list[str]
+    target_name: str
+
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray  # row indices
+    val: np.ndarray
+    test: np.ndarray
+
+
+def _bundled_dir():
+    return resources.files("jacdistill") / "datasets"
+
+
+def bundled_datasets() -> list[dict]:
+    """The manifest of the datasets shipped with jacdistill (name, rows, features, target, ...)."""
+    with (_bundled_dir() / "MANIFEST.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        row["rows"], row["features"] = int(row["rows"]), int(row["features"])
+    return rows
+
+
+def load_bundled(name: str) -> Dataset:
+    entries = {row["name"]: row for row in bundled_datasets()}
+    if name not in entries:
+        raise JacdistillError(f"unknown dataset '{name}'; bundled: {', '.join(sorted(entries))}")
+    with resources.as_file(_bundled_dir() / entries[name]["file"]) as path:
+        return load_file(path, target=None, name=name)
+
+
+def load_file(path: str | Path, target: str | None = None, name: str | None = None) -> Dataset:
+    """Read a CSV or Parquet table; ``target`` names the target column (default: the last)."""
+    path = Path(path)
+    if not path.is_file():
+        raise JacdistillError(f"data file not found: {path}")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise JacdistillError(f"data file is empty: {path}") from None
+    except Exception as exc:
+        raise JacdistillError(f"cannot read {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    return from_frame(frame, target, name or path.stem)
+
+
+def from_frame(frame: pd.DataFrame, target: str | None, name: str) -> Dataset:
+    """Validate a table (numeric, finite, enough rows, non-constant target) and split off the target."""
+    if frame.shape[1] < 2:
+        hint = "; is it comma-separated?" if any(sep in str(frame.columns[0]) for sep in "\t; ") else ""
+        raise JacdistillError(f"{name}: need at least one feature column and a target column, "
+                              f"found {frame.shape[1]} column(s){hint}")
+    columns = [str(c) for c in frame.columns]
+    frame.columns = columns
+    target = columns[-1] if target is None else target
+    if target not in columns:
+        raise JacdistillError(f"{name}: no column '{target}'; columns: {', '.join(columns)}")
+    if len(frame) < MIN_ROWS:
+        raise JacdistillError(f"{name}: {len(frame)} rows; need at least {MIN_ROWS}")
+    for column in columns:
+        if not pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_bool_dtype(frame[column]):
+            raise JacdistillError(f"{name}: column '{column}' is not numeric "
+                                  f"(e.g. '{frame[column].iloc[0]}'); encode it as numbers first")
+    values = frame.to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        column = columns[int(np.nonzero(bad.any(axis=0))[0][0])]
+        raise JacdistillError(f"{name}: {int(bad.sum())} missing or infinite value(s), "
+                              f"first in column '{column}'; clean or drop those rows first")
+    y = frame[target].to_numpy(dtype=np.float64)
+    if np.ptp(y) == 0:
+        raise JacdistillError(f"{name}: target '{target}' is constant; nothing to learn")
+    features = [c for c in columns if c != target]
+    return Dataset(name, frame[features].to_numpy(dtype=np.float64), y, features, target)
+
+
+def split_indices(n: int, seed: int, val: float = 0.15, test: float = 0.15) -> Split:
+    """A seeded random train/val/test partition of ``range(n)``."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_test, n_val = round(n * test), round(n * val)
+    return Split(train=np.sort(order[n_test + n_val:]), val=np.sort(order[n_test:n_test + n_val]),
+                 test=np.sort(order[:n_test]))
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """Affine map to zero mean and unit variance, fitted on training data only."""
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, values: np.ndarray) -> "Standardizer":
+        scale = values.std(axis=0)
+        return cls(values.mean(axis=0), np.where(scale > 0, scale, 1.0))
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        return (values - self.mean) / self.scale
+
+    def inverse(self, values: np.ndarray) -> np.ndarray:
+        return values * self.scale + self.mean

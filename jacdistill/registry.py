@@ -1,0 +1,111 @@
+"""Plugin manager: loads the ``jacdistill`` entry-point group and indexes what plugins register.
+
+Built-in plugins come through the same entry points as third-party ones, so one code path serves
+both. A plugin module that fails to import is reported as a warning naming it; the rest load.
+"""
+from __future__ import annotations
+
+import functools
+import warnings
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+import pluggy
+
+from jacdistill import hookspecs
+from jacdistill.contracts import JacdistillError, Regularizer, Student, Tuner
+
+ENTRY_POINT_GROUP = "jacdistill"
+KINDS = {  # kind -> (contract, hook that registers it)
+    "regularizer": (Regularizer, "register_regularizers"),
+    "student": (Student, "register_students"),
+    "tuner": (Tuner, "register_tuners"),
+}
+
+
+class PluginWarning(UserWarning):
+    """A plugin could not be loaded or registered something invalid."""
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    kind: str
+    name: str
+    cls: type
+    source: str  # distribution that provides it
+
+    def as_dict(self) -> dict:
+        reason = self.cls.unavailable_reason()
+        return {"kind": self.kind, "name": self.name, "source": self.source,
+                "available": reason is None, "reason": reason}
+
+
+class Registry:
+    def __init__(self):
+        self.manager = pluggy.PluginManager(ENTRY_POINT_GROUP)
+        self.manager.add_hookspecs(hookspecs)
+        self._source: dict[str, str] = {}
+        self._plugins: dict[str, dict[str, PluginInfo]] = {kind: {} for kind in KINDS}
+        found = {(ep.name, ep.value): ep for ep in entry_points(group=ENTRY_POINT_GROUP)}.values()
+        # jacdistill's own first: an outside plugin cannot silently replace a built-in
+        for ep in sorted(found, key=lambda ep: ep.dist is None or ep.dist.name != "jacdistill"):
+            source = ep.dist.name if ep.dist else "unknown"
+            try:
+                module = ep.load()
+            except Exception as exc:  # a broken plugin must not take the others down
+                warnings.warn(f"plugin '{ep.name}' from {source} failed to load: "
+                              f"{type(exc).__name__}: {exc}", PluginWarning, stacklevel=2)
+                continue
+            plugin = ep.name if source == "jacdistill" else f"{source}:{ep.name}"
+            if self.manager.is_registered(module) or self.manager.has_plugin(plugin):
+                continue
+            try:
+                self.manager.register(module, name=plugin)
+            except pluggy.PluginValidationError as exc:
+                warnings.warn(f"plugin '{ep.name}' from {source} is invalid: {exc}", PluginWarning,
+                              stacklevel=2)
+                continue
+            self._source[plugin] = source
+        for kind, (contract, hook) in KINDS.items():
+            for impl in getattr(self.manager.hook, hook).get_hookimpls():
+                impl.function(register=functools.partial(self._add, kind, contract, impl.plugin_name))
+
+    def _add(self, kind: str, contract: type, plugin: str, cls: type) -> None:
+        source = self._source.get(plugin, "unknown")
+        if not (isinstance(cls, type) and issubclass(cls, contract) and cls.name):
+            warnings.warn(f"plugin '{plugin}' from {source} registered {cls!r}, which is not a named "
+                          f"{contract.__name__} subclass; ignored", PluginWarning, stacklevel=2)
+            return
+        known = self._plugins[kind].get(cls.name)
+        if known is not None:
+            warnings.warn(f"plugin '{plugin}' from {source} registers {kind} '{cls.name}', already "
+                          f"provided by {known.source}; ignored", PluginWarning, stacklevel=2)
+            return
+        self._plugins[kind][cls.name] = PluginInfo(kind, cls.name, cls, source)
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._plugins[kind])
+
+    def get(self, kind: str, name: str) -> type:
+        try:
+            return self._plugins[kind][name].cls
+        except KeyError:
+            known = ", ".join(self.names(kind)) or "none installed"
+            raise JacdistillError(f"unknown {kind} '{name}'; known: {known}") from None
+
+    def available(self, kind: str, name: str) -> type:
+        """The class for ``name``, or a JacdistillError saying why it cannot run here."""
+        cls = self.get(kind, name)
+        reason = cls.unavailable_reason()
+        if reason:
+            raise JacdistillError(f"{kind} '{name}' {reason}")
+        return cls
+
+    def all(self) -> list[PluginInfo]:
+        return [info for kind in KINDS for _, info in sorted(self._plugins[kind].items())]
+
+
+@functools.cache
+def registry() -> Registry:
+    """The process-wide registry, built on first use."""
+    return Registry()

@@ -1,0 +1,144 @@
+"""The teacher: an MLP trained with Adam on MSE + λ·penalty, early-stopped on validation MSE."""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from jacdistill.contracts import JacdistillError, Regularizer
+
+ACTIVATIONS = {"tanh": nn.Tanh, "silu": nn.SiLU, "relu": nn.ReLU}
+
+
+class MLP(nn.Module):
+    """Fully connected network ``d_in -> widths... -> d_out`` with one activation throughout.
+
+    The plain structure (``hidden`` linear layers, each followed by ``activation``, then ``out``)
+    is what fast Jacobian paths recognise.
+    """
+
+    def __init__(self, d_in: int, widths: tuple[int, ...] = (64, 64), d_out: int = 1,
+                 activation: str = "silu"):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise JacdistillError(f"unknown activation '{activation}'; known: {', '.join(ACTIVATIONS)}")
+        if not widths or any(int(w) < 1 for w in widths):
+            raise JacdistillError(f"widths must be one or more positive integers, got {widths}")
+        sizes = [d_in, *widths]
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.out = nn.Linear(sizes[-1], d_out)
+        self.architecture = {"d_in": d_in, "widths": [int(w) for w in widths], "d_out": d_out,
+                             "activation": activation}
+        self.activation = activation
+        self.act = ACTIVATIONS[activation]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.hidden:
+            x = self.act(layer(x))
+        return self.out(x)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 500
+    batch_size: int = 64
+    lr: float = 3e-3
+    patience: int = 40  # epochs without validation improvement before stopping
+    device: str = "cpu"
+    reg_every: int = 1  # lazy penalty: apply it every k-th step with weight k·λ
+
+
+@dataclass
+class TrainResult:
+    epochs_run: int
+    best_epoch: int
+    best_val_mse: float
+    history: list[dict]  # per epoch: train loss, validation MSE
+
+
+def train(model: nn.Module, regularizer: Regularizer, lam: float,
+          X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
+          config: TrainConfig, seed: int,
+          on_epoch: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train ``model`` in place (weights of the best validation epoch restored) and report.
+
+    Inputs are standardized float arrays; ``y`` has shape (n,) or (n, k). Shuffling is drawn from
+    a generator seeded by ``seed`` so the same seed gives the same weights on CPU.
+    """
+    device = torch.device(config.device)
+    as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)
+    Xt, Xv = as_tensor(X_train), as_tensor(X_val)
+    yt, yv = as_tensor(y_train).reshape(len(Xt), -1), as_tensor(y_val).reshape(len(Xv), -1)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    generator = torch.Generator().manual_seed(seed)
+    best = (math.inf, 0, copy.deepcopy(model.state_dict()))
+    history, step = [], 0
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        total, count = 0.0, 0
+        for batch in torch.randperm(len(Xt), generator=generator).to(device).split(config.batch_size):
+            step += 1
+            loss = training_step(model, optimizer, regularizer, Xt[batch], yt[batch],
+                                 lazy_weight(lam, step, config.reg_every)).item()
+            if not math.isfinite(loss):
+                raise JacdistillError(f"teacher training diverged at epoch {epoch} (loss {loss}); "
+                                      f"try a smaller --lam or learning rate")
+            total += loss * len(batch)
+            count += len(batch)
+        model.eval()
+        with torch.no_grad():
+            val_mse = torch.mean((model(Xv) - yv) ** 2).item()
+        history.append({"epoch": epoch, "train_loss": total / count, "val_mse": val_mse})
+        if on_epoch:
+            on_epoch(epoch, val_mse)
+        if val_mse < best[0]:
+            best = (val_mse, epoch, copy.deepcopy(model.state_dict()))
+        elif epoch - best[1] >= config.patience:
+            break
+    model.load_state_dict(best[2])
+    return TrainResult(len(history), best[1], best[0], history)
+
+
+def lazy_weight(lam: float, step: int, every: int) -> float:
+    """λ for step ``step`` (counted from 1) when the penalty is applied every ``every`` steps with
+    weight every·λ, so its average weight stays λ (the StyleGAN2 lazy-regularization trick)."""
+    return lam * every if step % every == 0 else 0.0
+
+
+def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, regularizer: Regularizer,
+                  x: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
+    """One optimisation step on MSE + λ·penalty; returns the loss before the step."""
+    loss = regularizer.loss(model, x, y, lam)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def predict(model: nn.Module, X: np.ndarray) -> np.ndarray:
+    """Teacher predictions for standardized inputs, as float64 (n,) or (n, k)."""
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        out = model(torch.as_tensor(X, dtype=torch.float32, device=device)).double().cpu().numpy()
+    return out[:, 0] if out.shape[1] == 1 else out
+
+
+def checkpoint(model: MLP, **meta) -> dict:
+    """What a teacher file holds: architecture, weights and ``meta`` (plain lists and strings only,
+    so that ``torch.load(..., weights_only=True)`` can read it)."""
+    return {"architecture": model.architecture, "state_dict": model.state_dict(), **meta}
+
+
+def load(path) -> tuple[MLP, dict]:
+    """Rebuild a teacher saved with :func:`checkpoint`; returns (model, the whole checkpoint)."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model = MLP(**saved["architecture"])
+    model.load_state_dict(saved["state_dict"])
+    return model.eval(), saved

@@ -1,0 +1,1 @@
+"""Custom kernels for the penalties (installed as ``jacdistill.kernels``)."""

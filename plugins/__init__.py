@@ -1,0 +1,1 @@
+"""Built-in plugins, installed as ``jacdistill.plugins`` and registered through entry points."""

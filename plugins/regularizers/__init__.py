@@ -1,0 +1,1 @@
+"""Built-in regularizers: smoothness penalties for the teacher."""

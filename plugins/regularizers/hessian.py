@@ -1,0 +1,58 @@
+"""``hessian``: mean_b ‖∇²ₓf(x_b)‖²_F, penalising curvature rather than slope.
+
+Exact while the input dimension d is at most ``exact_max_dim`` (default 16): the d rows of each
+Hessian come from one batched backward pass over the input gradient. Above it, the Hutchinson
+estimate E_v‖H v‖² with ``probes`` random directions (E[v vᵀ] = I), one Hessian-vector product each.
+Both stay differentiable in the weights (third-order autograd). Vector outputs sum over outputs.
+For ReLU networks the Hessian vanishes almost everywhere, so the penalty is zero.
+"""
+import torch
+
+from jacdistill import JacdistillError, Regularizer, hookimpl
+from jacdistill.plugins.regularizers.hutchinson import DISTRIBUTIONS, draw_probes
+
+
+class HessianPenalty(Regularizer):
+    name = "hessian"
+    defaults = {"exact_max_dim": 16, "probes": 1, "dist": "rademacher"}
+
+    def __init__(self, **options):
+        super().__init__(**options)
+        limit, probes, dist = (self.options[k] for k in ("exact_max_dim", "probes", "dist"))
+        if not (isinstance(limit, int) and limit >= 0):
+            raise JacdistillError(f"hessian: exact_max_dim must be an integer >= 0, got {limit!r}")
+        if not (isinstance(probes, int) and probes >= 1):
+            raise JacdistillError(f"hessian: probes must be a positive integer, got {probes!r}")
+        if dist not in DISTRIBUTIONS:
+            raise JacdistillError(f"hessian: dist must be one of {', '.join(DISTRIBUTIONS)}, got {dist!r}")
+        self.exact_max_dim, self.probes, self.dist = limit, probes, dist
+
+    def is_exact(self, n_inputs: int) -> bool:
+        return n_inputs <= self.exact_max_dim
+
+    def output_and_penalty(self, model, x):
+        x = x.detach().requires_grad_(True)
+        out = model(x)
+        cols = out.reshape(len(x), -1)
+        batch, dim = x.shape
+        total = x.new_zeros(())
+        for k in range(cols.shape[1]):
+            (grad,) = torch.autograd.grad(cols[:, k].sum(), x, create_graph=True)
+            if self.is_exact(dim):  # row i of every sample's Hessian: ∂(Σ_b ∂f/∂x_i)/∂x
+                directions = torch.eye(dim, dtype=x.dtype, device=x.device)[:, None, :].expand(dim, batch, dim)
+                scale = 1.0
+            else:
+                directions = draw_probes((self.probes, batch, dim), self.dist, x)
+                scale = 1.0 / self.probes
+            (hv,) = torch.autograd.grad(grad, x, grad_outputs=directions, create_graph=True,
+                                        is_grads_batched=True)
+            total = total + scale * hv.pow(2).sum()
+        return out, total / batch
+
+    def penalty(self, model, x):
+        return self.output_and_penalty(model, x)[1]
+
+
+@hookimpl
+def register_regularizers(register):
+    register(HessianPenalty)

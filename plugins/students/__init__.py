@@ -1,0 +1,1 @@
+"""Built-in students: the symbolic (and tree) models distilled from the teacher."""

@@ -1,0 +1,64 @@
+"""``gplearn``: genetic-programming symbolic regression (gplearn.SymbolicRegressor)."""
+import numbers
+
+import sympy
+
+from jacdistill import hookimpl
+from jacdistill.adapters import EstimatorStudent
+from jacdistill.contracts import variables
+
+def _protected(value, guard, fallback):
+    """gplearn's protection: ``value`` where |guard| > 0.001, else the constant ``fallback``."""
+    return sympy.Piecewise((value, sympy.Abs(guard) > PROTECTION), (fallback, True))
+
+
+PROTECTION = 0.001
+# gplearn's built-in functions in sympy, protected ones included exactly as gplearn computes them.
+FUNCTIONS = {
+    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+    "div": lambda a, b: _protected(a / b, b, 1), "sqrt": lambda a: sympy.sqrt(sympy.Abs(a)),
+    "log": lambda a: _protected(sympy.log(sympy.Abs(a)), a, 0), "abs": sympy.Abs,
+    "neg": lambda a: -a, "inv": lambda a: _protected(1 / a, a, 0), "max": sympy.Max,
+    "min": sympy.Min, "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan,
+}
+
+
+class GplearnStudent(EstimatorStudent):
+    """gplearn with a small budget; its program (prefix list) is converted node by node."""
+
+    name = "gplearn"
+    defaults = {"population_size": 1000, "generations": 20, "tournament_size": 20,
+                "function_set": ("add", "sub", "mul", "div", "sin", "cos"),
+                "parsimony_coefficient": 0.001, "p_crossover": 0.7, "p_subtree_mutation": 0.1,
+                "p_hoist_mutation": 0.05, "p_point_mutation": 0.1, "max_samples": 1.0,
+                "n_jobs": 1}
+
+    @classmethod
+    def estimator_class(cls):
+        from gplearn.genetic import SymbolicRegressor
+        return SymbolicRegressor
+
+    def expression(self):
+        x = variables(self.n_features_)
+        nodes = iter(self.estimator_._program.program)
+
+        def build():
+            item = next(nodes)
+            if isinstance(item, numbers.Integral):
+                return x[item]
+            if isinstance(item, numbers.Real):
+                return sympy.Float(item)
+            if item.name not in FUNCTIONS:
+                raise ValueError(f"gplearn function '{item.name}' has no sympy translation")
+            return FUNCTIONS[item.name](*(build() for _ in range(item.arity)))
+
+        return build()
+
+    def complexity(self):
+        """Nodes of gplearn's program (the protection guards of the exact expression not counted)."""
+        return int(self.estimator_._program.length_)
+
+
+@hookimpl
+def register_students(register):
+    register(GplearnStudent)

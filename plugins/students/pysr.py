@@ -1,0 +1,58 @@
+"""``pysr``: PySR 2.x (Julia's SymbolicRegression.jl). Imported lazily: it needs a working Julia."""
+import contextlib
+import functools
+import importlib.util
+import io
+
+import sympy
+
+from jacdistill import hookimpl
+from jacdistill.adapters import EstimatorStudent
+from jacdistill.contracts import variables
+
+
+@functools.cache
+def _import_problem() -> str | None:
+    """Why ``import pysr`` fails here, or None. Importing PySR locates (or installs) Julia."""
+    if importlib.util.find_spec("pysr") is None:
+        return "needs the pysr package, which is not installed: pip install 'jacdistill[pysr]'"
+    chatter = io.StringIO()  # juliapkg reports its progress on stdout/stderr
+    try:
+        with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+            import pysr  # noqa: F401
+    except Exception as exc:  # not only ImportError: without Julia, juliapkg raises URLError etc.
+        if isinstance(exc, OSError):  # URLError included: no Julia, and no way to download one
+            detail = "none is installed and juliapkg could not download one"
+        else:
+            detail = f"importing pysr failed ({type(exc).__name__}: {exc})".splitlines()[0]
+        return f"needs Julia, which is not available here: {detail}; try --student operon"
+    return None
+
+
+class PySRStudent(EstimatorStudent):
+    """PySRRegressor, serial and seeded so that a seed gives the same formula."""
+
+    name = "pysr"
+    defaults = {"niterations": 40, "populations": 15, "maxsize": 30,
+                "binary_operators": ["+", "-", "*", "/"], "unary_operators": ["sin", "cos", "exp"],
+                "parallelism": "serial", "deterministic": True, "progress": False, "verbosity": 0,
+                "temp_equation_file": True}
+
+    @classmethod
+    def unavailable_reason(cls):
+        return _import_problem()
+
+    @classmethod
+    def estimator_class(cls):
+        from pysr import PySRRegressor
+        return PySRRegressor
+
+    def expression(self):
+        by_name = {x.name: x for x in variables(self.n_features_)}
+        expr = self.estimator_.sympy()
+        return expr.xreplace({s: by_name[s.name] for s in expr.free_symbols if s.name in by_name})
+
+
+@hookimpl
+def register_students(register):
+    register(PySRStudent)

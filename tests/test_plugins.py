@@ -1,0 +1,225 @@
+"""Discovery of plugins from OUTSIDE distributions through the ``jacdistill`` entry-point group.
+
+Each test builds a tiny "installed" distribution in tmp_path — a module file plus a
+``*.dist-info`` folder with METADATA and entry_points.txt — and puts tmp_path on PYTHONPATH of a
+real ``jacdistill`` process (or on sys.path, for the in-process Registry tests).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from jacdistill.contracts import JacdistillError
+from jacdistill.registry import PluginWarning, Registry
+
+JACDISTILL = Path(sys.executable).with_name("jacdistill")
+BUILTINS = {("regularizer", "jacobian"), ("regularizer", "none"), ("student", "tree"),
+            ("student", "gplearn"), ("student", "operon"), ("student", "pysr")}
+
+SMOOTHL1 = '''
+import json
+import os
+
+import torch
+
+from jacdistill import Regularizer, hookimpl
+
+
+class L2Weights(Regularizer):
+    """Sum of squared parameters: differentiable, independent of x."""
+
+    name = "l2weights"
+    defaults = {"scale": 1.0}
+    called = False
+
+    def penalty(self, model, x):
+        if not L2Weights.called and os.environ.get("JD_SMOOTHL1_MARK"):
+            L2Weights.called = True
+            with open(os.environ["JD_SMOOTHL1_MARK"], "w") as fh:
+                json.dump({"scale": self.options["scale"], "batch": list(x.shape)}, fh)
+        return self.options["scale"] * sum((p ** 2).sum() for p in model.parameters())
+
+
+@hookimpl
+def register_regularizers(register):
+    register(L2Weights)
+'''
+
+
+def make_dist(root: Path, dist: str, module: str, source: str, entry_points: dict[str, str]) -> None:
+    """Write ``module.py`` and ``<dist>-0.1.dist-info`` so importlib.metadata finds ``dist``."""
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    lines = "".join(f"{name} = {value}\n" for name, value in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[jacdistill]\n{lines}")
+
+
+def jd(*args: str, cwd: Path, pythonpath: Path, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    assert JACDISTILL.exists(), f"console script missing: {JACDISTILL} (pip install -e .)"
+    env = {**os.environ, **(extra_env or {})}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), os.environ.get("PYTHONPATH")]))
+    return subprocess.run([str(JACDISTILL), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                           timeout=120)
+
+
+def shown(proc: subprocess.CompletedProcess) -> str:
+    return f"rc={proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+
+
+def listing(proc: subprocess.CompletedProcess) -> dict[tuple[str, str], dict]:
+    assert proc.returncode == 0, shown(proc)
+    assert "Traceback" not in proc.stderr, shown(proc)
+    return {(row["kind"], row["name"]): row for row in json.loads(proc.stdout)}
+
+
+@pytest.fixture
+def site(tmp_path) -> Path:
+    """A folder that stands in for site-packages; a separate one is the working directory."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "work").mkdir()
+    return tmp_path / "site"
+
+
+# --------------------------------------------------------------------------- a working plugin
+
+def test_outside_regularizer_is_listed_with_its_distribution(site):
+    make_dist(site, "jacdistill-smoothl1", "jd_smoothl1", SMOOTHL1, {"l2weights": "jd_smoothl1"})
+    proc = jd("plugins", "--json", cwd=site.parent / "work", pythonpath=site)
+    rows = listing(proc)
+    assert "warning" not in proc.stderr, shown(proc)
+    assert rows[("regularizer", "l2weights")] == {"kind": "regularizer", "name": "l2weights",
+                                                  "source": "jacdistill-smoothl1", "available": True,
+                                                  "reason": None}
+    for key in BUILTINS:
+        assert rows[key]["source"] == "jacdistill", key
+
+
+def test_outside_regularizer_trains_the_teacher(site):
+    make_dist(site, "jacdistill-smoothl1", "jd_smoothl1", SMOOTHL1, {"l2weights": "jd_smoothl1"})
+    work, mark = site.parent / "work", site.parent / "penalty-called.json"
+    proc = jd("run", "--dataset", "yacht", "--regularizer", "l2weights", "--lam", "0.01",
+              "--reg-opt", "scale=2.5", "--student", "tree", "--epochs", "5", "--no-baseline", "--json",
+              "--out", "r", cwd=work, pythonpath=site, extra_env={"JD_SMOOTHL1_MARK": str(mark)})
+    assert proc.returncode == 0, shown(proc)
+    metrics = json.loads(proc.stdout)
+    assert metrics["regularizer"] == "l2weights"
+    assert metrics["lam"] == pytest.approx(0.01)
+    assert metrics["baseline"] is None
+    assert json.loads((work / "r" / "config.json").read_text())["regularizer_options"] == {"scale": 2.5}
+    # the plugin's penalty really ran inside training, with the option given on the command line
+    called = json.loads(mark.read_text())
+    assert called["scale"] == 2.5
+    assert called["batch"][1] == 6  # yacht has six features
+
+
+# --------------------------------------------------------------------------- broken plugins
+
+def test_broken_plugins_warn_and_the_rest_load(site):
+    make_dist(site, "jacdistill-smoothl1", "jd_smoothl1", SMOOTHL1, {"l2weights": "jd_smoothl1"})
+    make_dist(site, "jacdistill-broken", "jd_broken",
+              'raise ImportError("No module named \'totally_missing_dependency\'")\n', {"broken": "jd_broken"})
+    make_dist(site, "jacdistill-notaclass", "jd_notaclass", '''
+        from jacdistill import hookimpl
+
+        @hookimpl
+        def register_regularizers(register):
+            register(object)
+        ''', {"notaclass": "jd_notaclass"})
+    work = site.parent / "work"
+
+    proc = jd("plugins", cwd=work, pythonpath=site)
+    assert proc.returncode == 0, shown(proc)
+    assert "Traceback" not in proc.stderr, shown(proc)
+    warnings = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert all(line.startswith("warning: ") for line in warnings), shown(proc)
+    broken = [line for line in warnings if "'broken'" in line]
+    assert len(broken) == 1, shown(proc)
+    assert "jacdistill-broken" in broken[0] and "ImportError" in broken[0], shown(proc)
+    assert any("jacdistill-notaclass" in line for line in warnings), shown(proc)
+    listed = {tuple(line.split()[:2]) for line in proc.stdout.splitlines()[1:]}
+    assert BUILTINS | {("regularizer", "l2weights")} <= listed, shown(proc)
+
+    as_json = jd("plugins", "--json", cwd=work, pythonpath=site)
+    rows = listing(as_json)  # the warnings stay on stderr; stdout is still JSON
+    assert BUILTINS | {("regularizer", "l2weights")} <= set(rows)
+    assert not any(row["source"] in ("jacdistill-broken", "jacdistill-notaclass") for row in rows.values())
+
+
+def test_entry_point_named_like_a_builtin_does_not_crash(site):
+    """A third-party entry point that happens to be called ``none`` (as a built-in's is)."""
+    make_dist(site, "jacdistill-clash", "jd_clash", SMOOTHL1.replace("l2weights", "l2clash"),
+              {"none": "jd_clash"})
+    proc = jd("plugins", "--json", cwd=site.parent / "work", pythonpath=site)
+    rows = listing(proc)
+    assert BUILTINS <= set(rows)
+    assert rows[("regularizer", "none")]["source"] == "jacdistill"
+    assert (("regularizer", "l2clash") in rows) or "jacdistill-clash" in proc.stderr, shown(proc)
+
+
+def test_outside_plugin_cannot_replace_a_builtin(site):
+    """``none`` is what the λ = 0 baseline uses; a third-party class of that name must not take over."""
+    make_dist(site, "jacdistill-shadow", "jd_shadow", '''
+        from jacdistill import Regularizer, hookimpl
+
+        class Shadow(Regularizer):
+            name = "none"
+
+            def penalty(self, model, x):
+                raise RuntimeError("the shadow 'none' was used")
+
+        @hookimpl
+        def register_regularizers(register):
+            register(Shadow)
+        ''', {"shadow": "jd_shadow"})
+    proc = jd("plugins", "--json", cwd=site.parent / "work", pythonpath=site)
+    rows = listing(proc)
+    assert rows[("regularizer", "none")]["source"] == "jacdistill", shown(proc)
+    warning = [line for line in proc.stderr.splitlines() if "already provided" in line]
+    assert len(warning) == 1 and "jacdistill-shadow" in warning[0].split("already provided")[0], shown(proc)
+
+
+# --------------------------------------------------------------------------- in-process Registry
+
+def test_registry_unknown_names():
+    registry = Registry()
+    names = registry.names("regularizer")
+    assert {"jacobian", "none"} <= set(names) and names == sorted(names)
+    with pytest.raises(JacdistillError) as exc:
+        registry.get("regularizer", "foo")
+    assert str(exc.value) == f"unknown regularizer 'foo'; known: {', '.join(names)}"
+    with pytest.raises(JacdistillError) as exc:
+        registry.available("student", "foo")
+    assert str(exc.value).startswith("unknown student 'foo'; known: ")
+    with pytest.raises(JacdistillError, match="unknown tuner 'grid'; known: none installed"):
+        registry.get("tuner", "grid")
+    kinds = [info.kind for info in registry.all()]
+    assert kinds == sorted(kinds, key=["regularizer", "student", "tuner"].index)
+
+
+def test_registry_in_process_discovery(site, monkeypatch):
+    make_dist(site, "jacdistill-inproc", "jd_inproc", SMOOTHL1.replace("l2weights", "l2inproc"),
+              {"l2inproc": "jd_inproc"})
+    make_dist(site, "jacdistill-inproc-broken", "jd_inproc_broken", "raise ImportError('nope')\n",
+              {"inproc_broken": "jd_inproc_broken"})
+    monkeypatch.syspath_prepend(str(site))
+    with pytest.warns(PluginWarning, match="'inproc_broken' from jacdistill-inproc-broken failed to load"):
+        registry = Registry()
+    info = {(i.kind, i.name): i for i in registry.all()}[("regularizer", "l2inproc")]
+    assert info.source == "jacdistill-inproc"
+    reg = registry.available("regularizer", "l2inproc")(scale=3)
+    assert reg.options == {"scale": 3}
+    import torch
+    model = torch.nn.Linear(2, 1)
+    penalty = reg.penalty(model, torch.zeros(4, 2))
+    penalty.backward()
+    assert model.weight.grad is not None and torch.allclose(model.weight.grad, 6 * model.weight.detach())
+    monkeypatch.delitem(sys.modules, "jd_inproc", raising=False)
+    monkeypatch.delitem(sys.modules, "jd_inproc_broken", raising=False)

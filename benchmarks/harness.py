@@ -32,15 +32,15 @@ def interleaved_medians(cells: dict[str, Callable[[], None]], rounds: int, repea
 
 
 def save(name: str, rows: list[dict], settings: dict, device: str = "cpu",
-         out_dir: str | Path = RESULTS_DIR) -> Path:
-    """Write ``<out_dir>/<name>-<device>.json`` atomically with machine and versions."""
+         out_dir: str | Path = RESULTS_DIR, **extra) -> Path:
+    """Write ``<out_dir>/<name>-<device>.json`` atomically with machine, versions and ``extra``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}-{device.split(':')[0]}.json"
     storage.write_json(path, {"benchmark": name, "date": dt.datetime.now().isoformat(timespec="seconds"),
                               "machine": provenance.machine(device),
                               "versions": provenance.package_versions(), "settings": settings,
-                              "rows": rows})
+                              "rows": rows, **extra})
     return path
 
 

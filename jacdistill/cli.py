@@ -12,7 +12,6 @@ from jacdistill import __version__
 from jacdistill.options import JacdistillError, parse_key_values
 
 DEFAULT_DATASET = "airfoil"
-DEFAULT_LAM = 1e-3
 
 
 class Jacdistill(click.Group):
@@ -55,11 +54,13 @@ def parse_widths(ctx, param, value: str) -> tuple[int, ...]:
     return widths
 
 
-def parse_lam(ctx, param, value: str) -> float:
+def parse_lam(ctx, param, value: str) -> float | str:
+    if value == "auto":
+        return value
     try:
         lam = float(value)
     except ValueError:
-        raise click.BadParameter(f"expects a number >= 0, got '{value}'") from None
+        raise click.BadParameter(f"expects 'auto' or a number >= 0, got '{value}'") from None
     if not lam >= 0 or lam == float("inf"):
         raise click.BadParameter(f"expects a finite number >= 0, got '{value}'")
     return lam
@@ -87,68 +88,93 @@ class Bars:
             self.bar = None
 
 
-@cli.command()
-@click.option("--dataset", help=f"Bundled dataset (see `jacdistill datasets`); default {DEFAULT_DATASET}.")
-@click.option("--data", type=click.Path(dir_okay=False), help="CSV or Parquet file of your own.")
-@click.option("--target", help="Target column (default: the last column).")
-@click.option("--regularizer", default="jacobian", show_default=True, help="Smoothness penalty plugin.")
-@click.option("--lam", default=str(DEFAULT_LAM), show_default=True, callback=parse_lam,
-              help="Penalty weight λ.")
-@click.option("--reg-opt", multiple=True, metavar="KEY=VALUE", help="Option for the regularizer.")
-@click.option("--backend", help="Regularizer backend, e.g. auto, autograd, analytic (jacobian).")
-@click.option("--reg-every", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Apply the penalty every K steps with weight K·λ.")
-@click.option("--student", default="operon", show_default=True, help="Student plugin.")
-@click.option("--student-opt", multiple=True, metavar="KEY=VALUE", help="Option for the student.")
-@click.option("--widths", default="64,64", show_default=True, callback=parse_widths,
-              help="Hidden layer widths of the teacher MLP.")
-@click.option("--activation", type=click.Choice(["silu", "tanh", "relu"]), default="silu", show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=500, show_default=True,
-              help="Maximum teacher epochs (early stopping on validation MSE).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True)
-@click.option("--patience", type=click.IntRange(min=1), default=40, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu, or cuda when available.")
-@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/<time>-…).")
-@click.option("--json", "as_json", is_flag=True, help="Print metrics.json to stdout.")
-@click.option("--no-baseline", is_flag=True, help="Skip the λ = 0 baseline fit.")
-def run(dataset, data, target, regularizer, lam, reg_opt, backend, reg_every, student, student_opt, widths, activation,
-        epochs, batch_size, lr, patience, seed, device, out, as_json, no_baseline):
-    """Train a smooth teacher, distil it into a formula, compare with the λ = 0 baseline."""
+PROBLEM_OPTIONS = [  # what defines one distillation problem; shared by run and tune
+    click.option("--dataset", help=f"Bundled dataset (see `jacdistill datasets`); default {DEFAULT_DATASET}."),
+    click.option("--data", type=click.Path(dir_okay=False), help="CSV or Parquet file of your own."),
+    click.option("--target", help="Target column (default: the last column)."),
+    click.option("--regularizer", default="jacobian", show_default=True, help="Smoothness penalty plugin."),
+    click.option("--reg-opt", multiple=True, metavar="KEY=VALUE", help="Option for the regularizer."),
+    click.option("--backend", help="Regularizer backend, e.g. auto, autograd, analytic (jacobian)."),
+    click.option("--reg-every", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Apply the penalty every K steps with weight K·λ."),
+    click.option("--tuner", default="constrained", show_default=True, help="λ tuner plugin."),
+    click.option("--tuner-opt", multiple=True, metavar="KEY=VALUE", help="Option for the tuner."),
+    click.option("--student", default="operon", show_default=True, help="Student plugin."),
+    click.option("--student-opt", multiple=True, metavar="KEY=VALUE", help="Option for the student."),
+    click.option("--widths", default="64,64", show_default=True, callback=parse_widths,
+                 help="Hidden layer widths of the teacher MLP."),
+    click.option("--activation", type=click.Choice(["silu", "tanh", "relu"]), default="silu",
+                 show_default=True),
+    click.option("--epochs", type=click.IntRange(min=1), default=500, show_default=True,
+                 help="Maximum teacher epochs (early stopping on validation MSE)."),
+    click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
+    click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True),
+    click.option("--patience", type=click.IntRange(min=1), default=40, show_default=True),
+    click.option("--seed", type=int, default=0, show_default=True),
+    click.option("--device", default="cpu", show_default=True, help="cpu, or cuda when available."),
+    click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/<time>-…)."),
+]
+
+
+def problem_options(command):
+    for option in reversed(PROBLEM_OPTIONS):
+        command = option(command)
+    return command
+
+
+def load_problem(dataset, data, target, lam, opts):
+    """(table, Distiller parameters, resolved plugin options) from the shared options; fails on a
+    bad file, plugin or option before any training."""
     from jacdistill.data import load_bundled, load_file
+    from jacdistill.estimator import Distiller
 
     if dataset is not None and data is not None:
         raise JacdistillError("give either --dataset or --data, not both")
-    if data is not None:
-        table = load_file(data, target)
-    else:
-        table = load_bundled(DEFAULT_DATASET if dataset is None else dataset)
+    table = load_file(data, target) if data is not None else load_bundled(
+        DEFAULT_DATASET if dataset is None else dataset)
     if target is not None and data is None and target != table.target_name:
         raise JacdistillError(f"bundled dataset '{table.name}' has target '{table.target_name}'; "
                               f"--target applies to --data files")
-    from jacdistill import pipeline, provenance
-    from jacdistill.estimator import Distiller
+    reg_options = parse_key_values(opts["reg_opt"], "--reg-opt")
+    if opts["backend"] is not None:
+        reg_options["backend"] = opts["backend"]
+    params = dict(regularizer=opts["regularizer"], lam=0.0 if opts["regularizer"] == "none" else lam,
+                  regularizer_options=reg_options, reg_every=opts["reg_every"], tuner=opts["tuner"],
+                  tuner_options=parse_key_values(opts["tuner_opt"], "--tuner-opt"),
+                  student=opts["student"], student_options=parse_key_values(opts["student_opt"], "--student-opt"),
+                  **{k: opts[k] for k in ("widths", "activation", "epochs", "batch_size", "lr",
+                                          "patience", "device", "seed")})
+    penalty, student_options, _, tuner = Distiller(**params).resolve_plugins()
+    resolved = {"regularizer": penalty.options, "student": student_options,
+                "tuner": tuner.options if tuner else None}
+    return table, params, resolved
 
-    reg_options = parse_key_values(reg_opt, "--reg-opt")
-    if backend:
-        reg_options["backend"] = backend
-    params = dict(regularizer=regularizer, lam=0.0 if regularizer == "none" else lam, student=student,
-                  student_options=parse_key_values(student_opt, "--student-opt"),
-                  regularizer_options=reg_options, reg_every=reg_every, widths=widths, activation=activation, epochs=epochs, batch_size=batch_size,
-                  lr=lr, patience=patience, device=device, seed=seed)
-    # fail on a bad plugin or option before any training
-    penalty, student_options, _ = Distiller(**params).resolve_plugins()
-    run_dir = pipeline.prepare_run_dir(out or pipeline.default_run_dir(table, params), {
-        "dataset": table.name, "data_file": data, "target": table.target_name,
-        "features": table.feature_names, "baseline": not no_baseline, **params,
-        "resolved_options": {"regularizer": penalty.options, "student": student_options},
-        "split": {"train": 0.70, "val": 0.15, "test": 0.15},
-        "versions": provenance.package_versions()})
+
+def start_run_dir(command, table, params, resolved, out, **settings):
+    from jacdistill import pipeline, provenance
+
+    return pipeline.prepare_run_dir(out or pipeline.default_run_dir(table, params, command), {
+        "command": command, "dataset": table.name, "target": table.target_name,
+        "features": table.feature_names, **settings, **params, "resolved_options": resolved,
+        "split": {"train": 0.70, "val": 0.15, "test": 0.15}, "versions": provenance.package_versions()})
+
+
+@cli.command()
+@problem_options
+@click.option("--lam", default="auto", show_default=True, callback=parse_lam,
+              help="Penalty weight λ, or auto: chosen by --tuner on the validation rows.")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics.json to stdout.")
+@click.option("--no-baseline", is_flag=True, help="Skip the λ = 0 baseline fit.")
+def run(dataset, data, target, lam, out, as_json, no_baseline, **opts):
+    """Train a smooth teacher, distil it into a formula, compare with the λ = 0 baseline."""
+    from jacdistill import pipeline
+
+    table, params, resolved = load_problem(dataset, data, target, lam, opts)
+    run_dir = start_run_dir("run", table, params, resolved, out, data_file=data, baseline=not no_baseline)
     bars = Bars(enabled=not as_json and sys.stderr.isatty())
     started = time.perf_counter()
     try:
-        main, base = pipeline.run(table, params, baseline=not no_baseline, progress=bars)
+        main, base = pipeline.run(table, params, baseline=not no_baseline, progress=bars, workdir=run_dir)
     finally:
         bars.close()
     pipeline.write_run(run_dir, table, main, base)
@@ -158,20 +184,57 @@ def run(dataset, data, target, regularizer, lam, reg_opt, backend, reg_every, st
         click.echo(summary(table, main, base, run_dir, time.perf_counter() - started))
 
 
+@cli.command()
+@problem_options
+@click.option("--json", "as_json", is_flag=True, help="Print the tuning report as JSON.")
+def tune(dataset, data, target, out, as_json, **opts):
+    """Choose λ with a tuner and report every trial, the compute spent and a plot of R² against λ."""
+    from jacdistill import pipeline
+
+    table, params, resolved = load_problem(dataset, data, target, "auto", opts)
+    run_dir = start_run_dir("tune", table, params, resolved, out, data_file=data)
+    bars = Bars(enabled=not as_json and sys.stderr.isatty())
+    try:
+        report = pipeline.tune(table, params, progress=bars, workdir=run_dir)
+    finally:
+        bars.close()
+    pipeline.write_tuning(run_dir, report)
+    if as_json:
+        click.echo((run_dir / "tuning.json").read_text(), nl=False)
+        return
+    rows = [(f"{t['lam']:.3g}", fmt(t["teacher_r2_val"]), fmt(t["teacher_r2_test"]),
+             fmt(t["student_r2_val"]), f"{t['seconds']:.1f}") for t in report["trials"]]
+    click.echo(f"{table.name}: tuner {report['tuner']} chose λ = {report['lam']:.4g}")
+    click.echo(f"{'λ':>10} {'teacher val R²':>15} {'teacher test R²':>16} {'student val R²':>15} {'seconds':>8}")
+    for row in rows:
+        click.echo(f"{row[0]:>10} {row[1]:>15} {row[2]:>16} {row[3]:>15} {row[4]:>8}")
+    compute = report["compute"]
+    click.echo(f"chosen: student test R² {fmt(report['student_r2_test'])}, teacher test R² "
+               f"{fmt(report['teacher_r2_test'])}; compute: {compute['teacher_trainings']} teacher "
+               f"trainings, {compute['student_fits']} student fits, {compute['seconds']:.1f} s")
+    click.echo(f"run dir   {run_dir}")
+
+
+def fmt(value, digits: int = 4) -> str:
+    return "-" if value is None or value != value else f"{value:.{digits}f}"
+
+
 def summary(table, main, base, run_dir, seconds: float) -> str:
     from jacdistill import formula
 
     est, m = main.estimator, main.metrics
     arch = "-".join(str(w) for w in (len(table.feature_names), *est.widths, 1))
-    columns = [(f"{m['regularizer']} λ={m['lam']:g}", m)] + ([("baseline λ=0", base.metrics)] if base else [])
-    rows = [("teacher test R²", "teacher_r2_test", "{:.4f}"), ("student test R²", "student_r2_test", "{:.4f}"),
-            ("fidelity R²", "fidelity_r2_test", "{:.4f}"), ("complexity", "complexity", "{}")]
-    show = lambda fmt, v: "n/a" if v is None or v != v else fmt.format(v)
+    separate_base = base is not None and base is not main  # at λ = 0 the run is its own baseline
+    title = f"{m['regularizer']} λ={m['lam']:.3g}" + (f" ({m['tuner']})" if m["tuner"] else "")
+    columns = [(title, m)] + ([("baseline λ=0", base.metrics)] if separate_base else [])
+    rows = [("teacher test R²", "teacher_r2_test"), ("student test R²", "student_r2_test"),
+            ("fidelity R²", "fidelity_r2_test"), ("complexity", "complexity")]
+    show = lambda v: str(v) if isinstance(v, int) else fmt(v)
     lines = [f"{table.name}: MLP {arch} {est.activation} teacher, {m['student']} student, seed {m['seed']}",
-             f"{'':20}" + "".join(f"{title:>20}" for title, _ in columns)]
-    lines += [f"{label:20}" + "".join(f"{show(fmt, c[key]):>20}" for _, c in columns) for label, key, fmt in rows]
+             f"{'':20}" + "".join(f"{title:>22}" for title, _ in columns)]
+    lines += [f"{label:20}" + "".join(f"{show(c[key]):>22}" for _, c in columns) for label, key in rows]
     lines.append(f"formula   {formula.as_text(est.formula_, table.target_name, digits=4)}")
-    if base:
+    if separate_base:
         lines.append(f"baseline  {formula.as_text(base.estimator.formula_, table.target_name, digits=4)}")
     lines.append(f"run dir   {run_dir}")
     lines.append(f"time      {seconds:.1f} s")
@@ -234,6 +297,32 @@ def bench_step(rounds, repeats, device, out, as_json):
         click.echo(json.dumps({"rows": rows, "settings": settings, "file": str(path)}, indent=2))
     else:
         click.echo(harness.table(rows, step_overhead.COLUMNS))
+        click.echo(f"written to {path}")
+
+
+@bench.command("tuners")
+@click.option("--datasets", default=None, help="Comma-separated bundled datasets (default: four).")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
+@click.option("--out", type=click.Path(file_okay=False), default="benchmarks/results", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print rows and summary as JSON.")
+def bench_tuners(datasets, seeds, out, as_json):
+    """λ tuners against the grid: chosen λ, student test R², wall time (CPU; takes a while)."""
+    from jacdistill.benchmarks import harness, tuners
+
+    names = tuple(datasets.split(",")) if datasets else tuners.DATASETS
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expects comma-separated integers, got '{seeds}'", param_hint="--seeds")
+    rows = tuners.measure(names, seed_list, log=lambda line: click.echo(line, err=True))
+    summary = tuners.summarize(rows)
+    settings = {"datasets": names, "seeds": seed_list, "tuners": tuners.TUNERS, "student": tuners.STUDENT,
+                "fixed_lam": tuners.FIXED_LAM}
+    path = harness.save("tuners", rows, settings, "cpu", out, summary=summary)
+    if as_json:
+        click.echo(json.dumps({"rows": rows, "summary": summary, "file": str(path)}, indent=2))
+    else:
+        click.echo(harness.table(summary, tuners.COLUMNS))
         click.echo(f"written to {path}")
 
 

@@ -79,11 +79,12 @@ class Student(PluginOptions, ABC):
 
 
 class Tuner(PluginOptions, ABC):
-    """Chooses λ for a dataset, on training and validation data only (never the test split).
+    """Chooses λ for one problem, seeing only its training and validation rows.
 
-    ``tune(make_estimator, X_train, y_train, X_val, y_val)`` receives a factory that builds a
-    configured distillation estimator for a given λ and returns the chosen λ together with the
-    trials it ran. The concrete tuners arrive as plugins in a later release.
+    ``tune(search)`` trains teachers (``search.teacher(lam)``, or with a λ schedule) and fits
+    students (``search.student(trial)``) through a :class:`jacdistill.tuning.Search`, which caches
+    and counts them, and returns the chosen :class:`jacdistill.tuning.Trial`; the distiller then
+    uses that trial's teacher (and student, if fitted) as they are.
     """
 
     kind = "tuner"
@@ -93,8 +94,8 @@ class Tuner(PluginOptions, ABC):
         self.options = self.resolve_options(options)
 
     @abstractmethod
-    def tune(self, make_estimator, X_train, y_train, X_val, y_val) -> tuple[float, list[dict]]:
-        """Return (chosen λ, list of trial records)."""
+    def tune(self, search) -> "Trial":  # noqa: F821 (jacdistill.tuning.Trial)
+        """Return the chosen trial."""
 
 
 def count_nodes(expr: sympy.Expr) -> int:

@@ -6,9 +6,9 @@ in the data's own units. predict: the student's formula.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import numbers
-import time
 from typing import Callable
 
 import numpy as np
@@ -20,6 +20,7 @@ from jacdistill import formula, teacher
 from jacdistill.contracts import JacdistillError
 from jacdistill.data import Standardizer, split_indices
 from jacdistill.registry import registry
+from jacdistill.tuning import Search
 
 # progress(stage, done, total): stage is "teacher" (epochs) or "student" (0 then 1 of 1)
 Progress = Callable[[str, int, int], None]
@@ -28,18 +29,22 @@ Progress = Callable[[str, int, int], None]
 class Distiller(RegressorMixin, BaseEstimator):
     """Distil a smooth teacher MLP into a symbolic student.
 
-    Parameters are plugin names and hyper-parameters: ``regularizer`` and ``student`` name plugins
-    (see ``jacdistill plugins``), ``lam`` is the penalty weight λ, ``*_options`` are passed to the
-    plugins, and ``reg_every=k`` applies the penalty every k-th step with weight k·λ. Without ``X_val``/``y_val``, ``fit`` holds out ``validation_fraction`` of its rows
-    for early stopping.
+    Parameters are plugin names and hyper-parameters: ``regularizer``, ``student`` and ``tuner``
+    name plugins (see ``jacdistill plugins``) and ``*_options`` are passed to them; ``lam`` is the
+    penalty weight λ, or ``"auto"`` to let the tuner choose it on the validation rows;
+    ``reg_every=k`` applies the penalty every k-th step with weight k·λ. Without
+    ``X_val``/``y_val``, ``fit`` holds out ``validation_fraction`` of its rows for early stopping
+    and tuning.
     """
 
-    def __init__(self, regularizer="jacobian", lam=1e-2, student="operon", student_options=None,
-                 regularizer_options=None, reg_every=1, widths=(64, 64), activation="silu",
-                 epochs=500, batch_size=64, lr=3e-3, patience=40, validation_fraction=0.15,
-                 device="cpu", seed=0):
+    def __init__(self, regularizer="jacobian", lam="auto", student="operon", student_options=None,
+                 regularizer_options=None, reg_every=1, tuner="constrained", tuner_options=None,
+                 widths=(64, 64), activation="silu", epochs=500, batch_size=64, lr=3e-3, patience=40,
+                 validation_fraction=0.15, device="cpu", seed=0):
         self.regularizer = regularizer
         self.lam = lam
+        self.tuner = tuner
+        self.tuner_options = tuner_options
         self.student = student
         self.student_options = student_options
         self.regularizer_options = regularizer_options
@@ -56,10 +61,11 @@ class Distiller(RegressorMixin, BaseEstimator):
 
     def resolve_plugins(self):
         """Check λ, the device and the plugin names and options; return (regularizer, student
-        options, student class). Raises JacdistillError before any training starts."""
+        options, student class, tuner or None). Raises JacdistillError before any training."""
         lam = self.lam
-        if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not (0 <= lam < math.inf):
-            raise JacdistillError(f"lam must be a finite number >= 0, got {lam!r}")
+        if lam != "auto" and (isinstance(lam, bool) or not isinstance(lam, numbers.Real)
+                              or not 0 <= lam < math.inf):
+            raise JacdistillError(f"lam must be 'auto' or a finite number >= 0, got {lam!r}")
         if not (isinstance(self.reg_every, int) and self.reg_every >= 1):
             raise JacdistillError(f"reg_every must be a positive integer, got {self.reg_every!r}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -67,11 +73,15 @@ class Distiller(RegressorMixin, BaseEstimator):
         plugins = registry()
         reg_cls = plugins.available("regularizer", self.regularizer)
         student_cls = plugins.available("student", self.student)
+        tuner = (plugins.available("tuner", self.tuner)(seed=self.seed, **(self.tuner_options or {}))
+                 if lam == "auto" else None)
         return (reg_cls(**(self.regularizer_options or {})),
-                student_cls.resolve_options(self.student_options or {}), student_cls)
+                student_cls.resolve_options(self.student_options or {}), student_cls, tuner)
 
-    def fit(self, X, y, X_val=None, y_val=None, progress: Progress | None = None):
-        regularizer, student_options, student_cls = self.resolve_plugins()
+    def fit(self, X, y, X_val=None, y_val=None, progress: Progress | None = None, workdir=None):
+        """Fit on (X, y); ``X_val``/``y_val`` score early stopping and tuning; ``progress`` gets
+        (stage, done, total) updates; a tuner may keep files (an Optuna study) in ``workdir``."""
+        regularizer, student_options, student_cls, tuner = self.resolve_plugins()
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
         if X_val is None:
             if len(X) < 3:
@@ -85,33 +95,51 @@ class Distiller(RegressorMixin, BaseEstimator):
         Xs, Xv = self.x_scaler_.transform(X), self.x_scaler_.transform(X_val)
         ys, yv = (self.y_scaler_.transform(v[:, None])[:, 0] for v in (y, y_val))
 
-        started = time.perf_counter()
-        torch.manual_seed(self.seed)
-        self.teacher_ = teacher.MLP(X.shape[1], tuple(self.widths), 1, self.activation)
         config = teacher.TrainConfig(self.epochs, self.batch_size, self.lr, self.patience, self.device,
                                      self.reg_every)
-        on_epoch = (lambda epoch, _: progress("teacher", epoch, self.epochs)) if progress else None
-        self.training_ = teacher.train(self.teacher_, regularizer, float(self.lam), Xs, ys, Xv, yv,
-                                       config, self.seed, on_epoch)
-        self.teacher_.cpu()
-        teacher_seconds = time.perf_counter() - started
 
-        if progress:
-            progress("student", 0, 1)
-        self.student_ = student_cls(seed=self.seed, **student_options)
-        try:
-            self.student_.fit(Xs, teacher.predict(self.teacher_, Xs))
-        except (ValueError, TypeError) as exc:  # most often an option value the student rejects
-            raise JacdistillError(f"student '{self.student}' failed to fit: "
-                                  f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
-        if progress:
-            progress("student", 1, 1)
+        def train(lam):
+            torch.manual_seed(self.seed)  # every λ starts from the same weights
+            model = teacher.MLP(X.shape[1], tuple(self.widths), 1, self.activation)
+            on_epoch = (lambda epoch, _: progress("teacher", epoch, self.epochs)) if progress else None
+            training = teacher.train(model, regularizer, lam, Xs, ys, Xv, yv, config, self.seed, on_epoch)
+            return model.cpu(), training
+
+        def fit_student(model):
+            if progress:
+                progress("student", 0, 1)
+            student = student_cls(seed=self.seed, **student_options)
+            try:
+                student.fit(Xs, teacher.predict(model, Xs))
+            except (ValueError, TypeError) as exc:  # most often an option value the student rejects
+                raise JacdistillError(f"student '{self.student}' failed to fit: "
+                                      f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
+            if progress:
+                progress("student", 1, 1)
+            return student
+
+        self.search_ = Search(train, fit_student, lambda model: teacher.predict(model, Xv),
+                              lambda student: student.predict(Xv), yv, self._fingerprint(Xs, ys, Xv, yv),
+                              workdir)
+        chosen = tuner.tune(self.search_) if tuner else self.search_.teacher(float(self.lam))
+        self.search_.student(chosen)
+        self.search_.release()
+        self.lam_, self.teacher_, self.training_, self.student_ = (
+            chosen.lam, chosen.model, chosen.training, chosen.student)
         self.expression_ = self.student_.expression()
         self.complexity_ = self.student_.complexity()
         self.formula_ = formula.to_original_units(self.expression_, self.x_scaler_, self.y_scaler_,
                                                   self.feature_names())
-        self.timings_ = {"teacher": teacher_seconds, "student": time.perf_counter() - started - teacher_seconds}
+        self.timings_ = {"teacher": self.search_.teacher_seconds, "student": self.search_.student_seconds}
         return self
+
+    def _fingerprint(self, *arrays) -> str:
+        """Short hash of the data and every setting but the tuner's options (a study's identity)."""
+        digest = hashlib.sha1(repr(sorted((k, v) for k, v in self.get_params().items()
+                                          if k != "tuner_options")).encode())
+        for array in arrays:
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()[:12]
 
     def feature_names(self) -> list[str]:
         names = getattr(self, "feature_names_in_", None)

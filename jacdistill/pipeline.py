@@ -13,13 +13,7 @@ from jacdistill import formula, storage, teacher
 from jacdistill.contracts import JacdistillError
 from jacdistill.data import Dataset, split_indices
 from jacdistill.estimator import Distiller, Progress
-
-def r2(truth: np.ndarray, pred: np.ndarray) -> float:
-    """Coefficient of determination; NaN when a prediction is not finite (a formula can blow up)."""
-    if not np.all(np.isfinite(pred)):
-        return float("nan")
-    return float(1.0 - np.sum((truth - pred) ** 2) / np.sum((truth - truth.mean()) ** 2))
-
+from jacdistill.metrics import r2
 
 @dataclass
 class Fitted:
@@ -27,12 +21,13 @@ class Fitted:
     metrics: dict
 
 
-def fit_and_score(data: Dataset, params: dict, progress: Progress | None = None) -> Fitted:
+def fit_and_score(data: Dataset, params: dict, progress: Progress | None = None,
+                  workdir: Path | None = None) -> Fitted:
     """Fit ``Distiller(**params)`` on the train/val split and score it on the test split."""
     split = split_indices(len(data.y), params.get("seed", 0))
     X = pd.DataFrame(data.X, columns=data.feature_names)
-    est = Distiller(**params).fit(X.iloc[split.train], data.y[split.train],
-                                  X.iloc[split.val], data.y[split.val], progress=progress)
+    est = Distiller(**params).fit(X.iloc[split.train], data.y[split.train], X.iloc[split.val],
+                                  data.y[split.val], progress=progress, workdir=workdir)
     scores = {}
     for part, rows in (("val", split.val), ("test", split.test)):
         teacher_pred, student_pred = est.predict_teacher(X.iloc[rows]), est.predict(X.iloc[rows])
@@ -40,7 +35,8 @@ def fit_and_score(data: Dataset, params: dict, progress: Progress | None = None)
         scores[f"student_r2_{part}"] = r2(data.y[rows], student_pred)
         scores[f"fidelity_r2_{part}"] = r2(teacher_pred, student_pred)
     metrics = {
-        "dataset": data.name, "regularizer": est.regularizer, "lam": float(est.lam),
+        "dataset": data.name, "regularizer": est.regularizer, "lam": float(est.lam_),
+        "tuner": est.tuner if est.lam == "auto" else None,
         "student": est.student, "seed": est.seed,
         "teacher_r2_test": scores["teacher_r2_test"], "student_r2_test": scores["student_r2_test"],
         "fidelity_r2_test": scores["fidelity_r2_test"], "complexity": int(est.complexity_),
@@ -51,14 +47,17 @@ def fit_and_score(data: Dataset, params: dict, progress: Progress | None = None)
         "rows": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
         "timings": {**est.timings_, "total": sum(est.timings_.values())},
     }
+    if est.lam == "auto":
+        metrics["tuning"] = {"trials": [t.record() for t in est.search_.trials],
+                             "compute": est.search_.compute()}
     return Fitted(est, metrics)
 
 
-def run(data: Dataset, params: dict, baseline: bool = True,
-        progress: Progress | None = None) -> tuple[Fitted, Fitted | None]:
+def run(data: Dataset, params: dict, baseline: bool = True, progress: Progress | None = None,
+        workdir: Path | None = None) -> tuple[Fitted, Fitted | None]:
     """The regularized fit and, unless ``baseline`` is False, the same fit with λ = 0 (which is
     the regularized fit itself when λ is already 0)."""
-    main = fit_and_score(data, params, progress)
+    main = fit_and_score(data, params, progress, workdir)
     if not baseline:
         base = None
     elif params["lam"] == 0:
@@ -69,9 +68,10 @@ def run(data: Dataset, params: dict, baseline: bool = True,
     return main, base
 
 
-def default_run_dir(data: Dataset, params: dict, root: str | Path = "runs") -> Path:
+def default_run_dir(data: Dataset, params: dict, command: str = "run", root: str | Path = "runs") -> Path:
     stamp = dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
-    base = Path(root) / f"{stamp}-{data.name}-{params['regularizer']}-{params['student']}"
+    kind = "" if command == "run" else f"-{command}"
+    base = Path(root) / f"{stamp}-{data.name}-{params['regularizer']}-{params['student']}{kind}"
     path, n = base, 1
     while path.exists():
         n += 1
@@ -79,10 +79,13 @@ def default_run_dir(data: Dataset, params: dict, root: str | Path = "runs") -> P
     return path
 
 
+FINISHED_MARKERS = ("metrics.json", "tuning.json")
+
+
 def prepare_run_dir(path: str | Path, config: dict) -> Path:
     """Create the run directory and write ``config.json``; refuse to overwrite a finished run."""
     path = Path(path)
-    if (path / "metrics.json").exists():
+    if any((path / name).exists() for name in FINISHED_MARKERS):
         raise JacdistillError(f"{path} already holds a finished run; choose another --out")
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -109,3 +112,52 @@ def write_run(path: Path, data: Dataset, main: Fitted, base: Fitted | None) -> N
     if base:
         write_model_files(path / "baseline", base, data.target_name)
     storage.write_json(path / "metrics.json", main.metrics)
+
+
+def tune(data: Dataset, params: dict, progress: Progress | None = None,
+         workdir: Path | None = None) -> dict:
+    """Run the tuner on the train/val split; report every trial (with its teacher's test R², for
+    the reader: the tuner never sees the test rows), the compute spent and the chosen fit."""
+    fitted = fit_and_score(data, {**params, "lam": "auto"}, progress, workdir)
+    est, metrics = fitted.estimator, fitted.metrics
+    test = split_indices(len(data.y), params.get("seed", 0)).test
+    X_test = pd.DataFrame(data.X[test], columns=data.feature_names)
+    standardized = est.x_scaler_.transform(X_test.to_numpy())
+    trials = []
+    for trial in est.search_.trials:
+        pred = est.y_scaler_.inverse(teacher.predict(trial.model, standardized)[:, None])[:, 0]
+        trials.append({**trial.record(), "teacher_r2_test": r2(data.y[test], pred)})
+    return {"tuner": est.tuner, "dataset": data.name, "regularizer": est.regularizer,
+            "student": est.student, "seed": est.seed, "lam": metrics["lam"], "trials": trials,
+            "compute": est.search_.compute(), **{k: metrics[k] for k in (
+                "teacher_r2_test", "student_r2_test", "fidelity_r2_test", "complexity", "formula")}}
+
+
+def write_tuning(path: Path, report: dict) -> None:
+    """``tuning.png`` (R² against λ), then ``tuning.json`` (last: it marks a finished tuning)."""
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    trials = sorted((t for t in report["trials"] if "schedule" not in t), key=lambda t: t["lam"])
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for key, label in (("teacher_r2_val", "teacher, validation"), ("teacher_r2_test", "teacher, test"),
+                       ("student_r2_val", "student, validation")):
+        points = [(t["lam"], t[key]) for t in trials if t[key] is not None]
+        if points:
+            axes.plot(*zip(*points), marker="o", label=label)
+    axes.axvline(report["lam"], color="grey", linestyle="--", label=f"chosen λ = {report['lam']:.3g}")
+    smallest = min([t["lam"] for t in trials if t["lam"] > 0] or [1e-4])
+    axes.set_xscale("symlog", linthresh=smallest)
+    axes.set_xlim(left=-smallest / 2)
+    axes.set_xlabel("λ")
+    axes.set_ylabel("R²")
+    axes.set_title(f"{report['dataset']}: {report['tuner']} tuner, {report['student']} student")
+    axes.legend()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    storage.write_bytes(path / "tuning.png", buffer.getvalue())
+    storage.write_json(path / "tuning.json", report)

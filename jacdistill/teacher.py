@@ -56,20 +56,46 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     epochs_run: int
-    best_epoch: int
+    best_epoch: int  # the epoch whose weights were kept
     best_val_mse: float
-    history: list[dict]  # per epoch: train loss, validation MSE
+    lam: float  # λ in force at that epoch
+    history: list[dict]  # per epoch: λ, train loss, validation MSE
 
 
-def train(model: nn.Module, regularizer: Regularizer, lam: float,
+class EarlyStopping:
+    """The usual schedule: constant λ; keep the best validation epoch; stop after ``patience``
+    epochs without improvement.
+
+    A schedule decides λ for each epoch (``lam_for``) and, after seeing its validation MSE,
+    whether to keep that epoch's weights and whether to stop (``observe``). Tuners that move λ
+    during training (see the ``adaptive`` tuner) supply their own.
+    """
+
+    def __init__(self, lam: float, patience: int):
+        self.lam, self.patience, self.best, self.best_epoch = lam, patience, math.inf, 0
+
+    def lam_for(self, epoch: int) -> float:
+        return self.lam
+
+    def observe(self, epoch: int, val_mse: float) -> tuple[bool, bool]:
+        if val_mse < self.best:
+            self.best, self.best_epoch = val_mse, epoch
+            return True, False
+        return False, epoch - self.best_epoch >= self.patience
+
+
+def train(model: nn.Module, regularizer: Regularizer, lam: "float | EarlyStopping",
           X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
           config: TrainConfig, seed: int,
           on_epoch: Callable[[int, float], None] | None = None) -> TrainResult:
-    """Train ``model`` in place (weights of the best validation epoch restored) and report.
+    """Train ``model`` in place (the kept epoch's weights restored) and report.
 
-    Inputs are standardized float arrays; ``y`` has shape (n,) or (n, k). Shuffling is drawn from
-    a generator seeded by ``seed`` so the same seed gives the same weights on CPU.
+    ``lam`` is a number (early stopping on validation MSE with ``config.patience``) or a schedule
+    with the interface of :class:`EarlyStopping`. Inputs are standardized float arrays; ``y`` has
+    shape (n,) or (n, k). Shuffling is drawn from a generator seeded by ``seed`` so the same seed
+    gives the same weights on CPU.
     """
+    schedule = lam if hasattr(lam, "observe") else EarlyStopping(float(lam), config.patience)
     device = torch.device(config.device)
     as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)
     Xt, Xv = as_tensor(X_train), as_tensor(X_val)
@@ -77,15 +103,16 @@ def train(model: nn.Module, regularizer: Regularizer, lam: float,
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     generator = torch.Generator().manual_seed(seed)
-    best = (math.inf, 0, copy.deepcopy(model.state_dict()))
+    kept = None
     history, step = [], 0
     for epoch in range(1, config.epochs + 1):
+        epoch_lam = schedule.lam_for(epoch)
         model.train()
         total, count = 0.0, 0
         for batch in torch.randperm(len(Xt), generator=generator).to(device).split(config.batch_size):
             step += 1
             loss = training_step(model, optimizer, regularizer, Xt[batch], yt[batch],
-                                 lazy_weight(lam, step, config.reg_every)).item()
+                                 lazy_weight(epoch_lam, step, config.reg_every)).item()
             if not math.isfinite(loss):
                 raise JacdistillError(f"teacher training diverged at epoch {epoch} (loss {loss}); "
                                       f"try a smaller --lam or learning rate")
@@ -94,15 +121,16 @@ def train(model: nn.Module, regularizer: Regularizer, lam: float,
         model.eval()
         with torch.no_grad():
             val_mse = torch.mean((model(Xv) - yv) ** 2).item()
-        history.append({"epoch": epoch, "train_loss": total / count, "val_mse": val_mse})
+        history.append({"epoch": epoch, "lam": epoch_lam, "train_loss": total / count, "val_mse": val_mse})
         if on_epoch:
             on_epoch(epoch, val_mse)
-        if val_mse < best[0]:
-            best = (val_mse, epoch, copy.deepcopy(model.state_dict()))
-        elif epoch - best[1] >= config.patience:
+        keep, stop = schedule.observe(epoch, val_mse)
+        if keep or kept is None:
+            kept = (epoch, val_mse, epoch_lam, copy.deepcopy(model.state_dict()))
+        if stop:
             break
-    model.load_state_dict(best[2])
-    return TrainResult(len(history), best[1], best[0], history)
+    model.load_state_dict(kept[3])
+    return TrainResult(len(history), kept[0], kept[1], kept[2], history)
 
 
 def lazy_weight(lam: float, step: int, every: int) -> float:

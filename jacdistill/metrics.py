@@ -1,0 +1,13 @@
+"""Scores shared by the pipeline, the tuners and the reports."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def r2(truth: np.ndarray, pred: np.ndarray) -> float:
+    """Coefficient of determination; NaN when a prediction is not finite (a formula can blow up)
+    or the truth is constant (R² is undefined)."""
+    spread = np.sum((truth - truth.mean()) ** 2)
+    if not np.all(np.isfinite(pred)) or spread == 0:
+        return float("nan")
+    return float(1.0 - np.sum((truth - pred) ** 2) / spread)

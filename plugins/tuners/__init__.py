@@ -1,0 +1,1 @@
+"""Built-in λ tuners: choose the penalty weight on the validation rows."""

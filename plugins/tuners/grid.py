@@ -1,0 +1,35 @@
+"""``grid``: the paper's protocol — a teacher and a student for every λ of a grid, pick by the
+student's validation R²."""
+import math
+
+from jacdistill import JacdistillError, Tuner, hookimpl
+
+
+def score(value) -> float:
+    """Validation R² for ranking; a formula that blows up (NaN) ranks last."""
+    return -math.inf if value is None or math.isnan(value) else value
+
+
+class GridTuner(Tuner):
+    name = "grid"
+    defaults = {"grid": (0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)}
+
+    def __init__(self, seed=0, **options):
+        super().__init__(seed, **options)
+        grid = self.options["grid"]
+        if (not isinstance(grid, (list, tuple)) or not grid
+                or not all(isinstance(v, (int, float)) and 0 <= v < math.inf for v in grid)):
+            raise JacdistillError(f"grid: grid must be a list of numbers >= 0 such as [0,1e-3,1e-1], got {grid!r}")
+
+    def tune(self, search):
+        trials = []
+        for lam in self.options["grid"]:
+            trial = search.teacher(lam)
+            search.student(trial)
+            trials.append(trial)
+        return max(trials, key=lambda t: score(t.student_r2_val))
+
+
+@hookimpl
+def register_tuners(register):
+    register(GridTuner)

@@ -1,0 +1,61 @@
+"""``optuna``: Bayesian optimisation (TPE) of log λ on the student's validation R².
+
+The study lives in an Optuna storage: by default an SQLite file ``optuna.db`` in the run
+directory (in memory when there is none); ``storage=URL`` names any Optuna storage, and running
+again with the same URL and data resumes the study, counting the trials already finished toward
+``n_trials``. λ = 0 is evaluated beside the study when ``include_zero`` (log λ cannot reach it).
+"""
+import math
+
+from jacdistill import JacdistillError, Tuner, hookimpl
+from jacdistill.plugins.tuners.grid import score
+
+
+class OptunaTuner(Tuner):
+    name = "optuna"
+    defaults = {"n_trials": 10, "lo": 1e-4, "hi": 1.0, "include_zero": True, "storage": None,
+                "study_name": None}
+
+    def __init__(self, seed=0, **options):
+        super().__init__(seed, **options)
+        n, lo, hi = self.options["n_trials"], self.options["lo"], self.options["hi"]
+        if not (isinstance(n, int) and n >= 1):
+            raise JacdistillError(f"optuna: n_trials must be a positive integer, got {n!r}")
+        if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and 0 < lo < hi < math.inf):
+            raise JacdistillError(f"optuna: need 0 < lo < hi, got lo={lo!r} hi={hi!r}")
+
+    def storage_url(self, search):
+        if self.options["storage"]:
+            return str(self.options["storage"])
+        return f"sqlite:///{search.workdir / 'optuna.db'}" if search.workdir else None
+
+    def tune(self, search):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures re-raise; no log noise
+        try:
+            study = optuna.create_study(
+                study_name=self.options["study_name"] or f"jacdistill-{search.fingerprint}",
+                storage=self.storage_url(search), load_if_exists=True, direction="maximize",
+                sampler=optuna.samplers.TPESampler(seed=self.seed))
+        except Exception as exc:  # a malformed or unreachable storage URL
+            raise JacdistillError(f"optuna: cannot open storage {self.storage_url(search)!r}: "
+                                  f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
+        lo, hi = self.options["lo"], self.options["hi"]
+
+        def objective(trial):
+            return max(score(search.student(search.teacher(trial.suggest_float("lam", lo, hi, log=True)))), -1e9)
+
+        finished = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+        study.optimize(objective, n_trials=max(0, self.options["n_trials"] - finished))
+        candidates = [search.teacher(study.best_params["lam"])]  # retrained if found by an earlier run
+        if self.options["include_zero"]:
+            candidates.append(search.teacher(0.0))
+        for trial in candidates:
+            search.student(trial)
+        return max(candidates, key=lambda t: score(t.student_r2_val))
+
+
+@hookimpl
+def register_tuners(register):
+    register(OptunaTuner)

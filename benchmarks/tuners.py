@@ -1,7 +1,9 @@
 """The λ tuners against the paper's grid: chosen λ, student test R² and wall time per dataset.
 
 Each (dataset, seed) is fitted once per tuner on the same 70/15/15 split, plus once with a fixed
-λ as the cost of "one regularized run". Run: ``python benchmarks/tuners.py`` or
+λ as the cost of "one regularized run". Torch runs on one thread and cost is CPU seconds of this
+process (wall seconds are recorded too): CPU time does not move when other work shares the
+machine, so the ratios between tuners stay honest. Run: ``python benchmarks/tuners.py`` or
 ``jacdistill bench tuners [--json]``.
 """
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+
+import torch
 
 from jacdistill import pipeline
 from jacdistill.data import load_bundled
@@ -22,6 +26,7 @@ STUDENT = ("operon", {"generations": 50, "population_size": 300, "max_evaluation
 
 def measure(datasets=DATASETS, seeds=SEEDS, tuners=TUNERS, log=lambda line: None) -> list[dict]:
     """One row per (dataset, seed, method): λ, test R² of teacher and student, seconds, compute."""
+    torch.set_num_threads(1)
     pipeline.fit_and_score(load_bundled(datasets[0]), dict(lam=0.0, student="tree", epochs=2))  # warm-up
     rows = []
     for name in datasets:
@@ -31,21 +36,22 @@ def measure(datasets=DATASETS, seeds=SEEDS, tuners=TUNERS, log=lambda line: None
             for method, lam, options in methods:
                 params = dict(regularizer="jacobian", lam=lam, tuner=method if lam == "auto" else "constrained",
                               tuner_options=options, student=STUDENT[0], student_options=STUDENT[1], seed=seed)
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 metrics = pipeline.fit_and_score(data, params).metrics
-                seconds = time.perf_counter() - started
+                seconds, wall = time.process_time() - cpu_started, time.perf_counter() - started
                 compute = metrics.get("tuning", {}).get("compute", {"teacher_trainings": 1, "student_fits": 1})
                 rows.append({"dataset": name, "seed": seed, "tuner": method, "lam": metrics["lam"],
                              "teacher_r2_test": metrics["teacher_r2_test"],
-                             "student_r2_test": metrics["student_r2_test"], "seconds": seconds, **compute})
+                             "student_r2_test": metrics["student_r2_test"], "seconds": seconds,
+                             "wall_seconds": wall, **compute})
                 log(f"{name} seed {seed} {method:12} λ={metrics['lam']:.3g} "
-                    f"student R²={metrics['student_r2_test']:.4f} {seconds:.1f}s")
+                    f"student R²={metrics['student_r2_test']:.4f} {seconds:.1f} CPU s")
     return rows
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    """Per dataset and tuner: median over seeds of λ, student test R² and seconds, with the
-    student R² difference to grid and the wall time relative to grid and to the fixed-λ run."""
+    """Per dataset and tuner: median over seeds of λ, student test R² and CPU seconds, with the
+    student R² difference to grid and the cost relative to grid and to the fixed-λ run."""
     def median(dataset, tuner, key):
         return statistics.median(r[key] for r in rows if r["dataset"] == dataset and r["tuner"] == tuner)
 

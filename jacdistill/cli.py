@@ -76,7 +76,7 @@ class Bars:
         if not self.enabled:
             return
         from tqdm import tqdm
-        if done == 0 or self.bar is None or self.bar.desc != stage:
+        if self.bar is None or self.bar.desc != stage or done <= self.bar.n:  # a new fit began
             self.close()
             self.bar = tqdm(total=total, desc=stage, unit="epoch" if stage == "teacher" else "fit",
                             leave=False, file=sys.stderr)
@@ -297,6 +297,36 @@ def bench_step(rounds, repeats, device, out, as_json):
         click.echo(json.dumps({"rows": rows, "settings": settings, "file": str(path)}, indent=2))
     else:
         click.echo(harness.table(rows, step_overhead.COLUMNS))
+        click.echo(f"written to {path}")
+
+
+@bench.command("kernel")
+@click.option("--batch", "batches", type=click.IntRange(min=1), multiple=True,
+              help="Batch size (repeatable; default 1024, 16384, 262144).")
+@click.option("--net", "nets", multiple=True, help="MLP as d-w1-…-k, e.g. 16-64-64-1 (repeatable).")
+@click.option("--interpret", is_flag=True, help="Triton's CPU interpreter on a tiny grid: a correctness run.")
+@click.option("--out", type=click.Path(file_okay=False), default="benchmarks/results", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print device and rows as JSON.")
+def bench_kernel(batches, nets, interpret, out, as_json):
+    """The fused Triton kernel against eager double backward, vmap(jacrev), the analytic torch path
+    and torch.compile of it: forward and forward+backward times, speedups, errors (needs a GPU)."""
+    import torch
+
+    if not interpret and not torch.cuda.is_available():
+        raise JacdistillError("bench kernel needs a CUDA GPU, and none is available here; "
+                              "--interpret runs a tiny correctness check on the CPU instead")
+    from jacdistill.benchmarks import harness, kernel_jacnorm
+
+    device = "cpu" if interpret else "cuda"
+    rows = kernel_jacnorm.measure(list(batches) or None, list(nets) or None, device, interpret=interpret)
+    settings = kernel_jacnorm.settings(interpret)
+    path = harness.save("kernel_jacnorm", rows, settings, device, out)
+    name = torch.cuda.get_device_name() if device == "cuda" else "cpu (triton interpreter)"
+    if as_json:
+        click.echo(json.dumps({"device": name, "rows": rows, "settings": settings, "file": str(path)}, indent=2))
+    else:
+        click.echo(f"device: {name}")
+        click.echo(harness.table(rows, kernel_jacnorm.COLUMNS))
         click.echo(f"written to {path}")
 
 

@@ -99,10 +99,12 @@ class Distiller(RegressorMixin, BaseEstimator):
                                      self.reg_every)
 
         def train(lam):
-            torch.manual_seed(self.seed)  # every λ starts from the same weights
-            model = teacher.MLP(X.shape[1], tuple(self.widths), 1, self.activation)
-            on_epoch = (lambda epoch, _: progress("teacher", epoch, self.epochs)) if progress else None
-            training = teacher.train(model, regularizer, lam, Xs, ys, Xv, yv, config, self.seed, on_epoch)
+            cuda = [torch.device(self.device)] if self.device.startswith("cuda") else []
+            with torch.random.fork_rng(devices=cuda):  # seeded draws, caller's RNG state untouched
+                torch.manual_seed(self.seed)  # every λ starts from the same weights
+                model = teacher.MLP(X.shape[1], tuple(self.widths), 1, self.activation)
+                on_epoch = (lambda epoch, _: progress("teacher", epoch, self.epochs)) if progress else None
+                training = teacher.train(model, regularizer, lam, Xs, ys, Xv, yv, config, self.seed, on_epoch)
             return model.cpu(), training
 
         def fit_student(model):

@@ -4,14 +4,24 @@ Backends (``--backend``):
 - ``autograd``: any nn.Module; one double-backward pass per output column;
 - ``analytic``: jacdistill's MLP; the Jacobian in closed form, and a training loss whose parameter
   gradients are computed in closed form too (:mod:`jacdistill.kernels.analytic`);
-- ``auto``: ``analytic`` where it applies, else ``autograd``.
+- ``triton``: jacdistill's MLP on a CUDA GPU; fused Triton kernels (:mod:`jacdistill.kernels.jacnorm`)
+  that form the loss and every parameter gradient in one launch per batch (also runs on CPU under
+  the Triton interpreter, ``TRITON_INTERPRET=1`` set before triton is imported: slow, for tests);
+- ``auto``: ``triton`` for a float32 MLP on a CUDA input where the kernels run, else ``analytic``
+  where it applies, else ``autograd``.
 """
+import warnings
+
 import torch
 
 from jacdistill import JacdistillError, Regularizer, hookimpl
 from jacdistill.kernels import analytic
 
 BACKENDS = ("auto", "autograd", "analytic")
+# Backends that need a GPU (or the Triton interpreter). Kept apart from BACKENDS, which the
+# regularizer tests run on every machine for every module.
+GPU_BACKENDS = ("triton",)
+ALL_BACKENDS = BACKENDS + GPU_BACKENDS
 
 
 def output_and_jacobian_norm(model, x):
@@ -40,20 +50,51 @@ class JacobianPenalty(Regularizer):
     def __init__(self, **options):
         super().__init__(**options)
         self.backend = self.options["backend"]
-        if self.backend not in BACKENDS:
-            raise JacdistillError(f"jacobian: unknown backend '{self.backend}'; known: {', '.join(BACKENDS)}")
+        self._triton_failed = False  # auto: the kernels raised once; analytic from then on
+        if self.backend not in ALL_BACKENDS:
+            raise JacdistillError(f"jacobian: unknown backend '{self.backend}'; "
+                                  f"known: {', '.join(ALL_BACKENDS)}")
 
-    def backend_for(self, model) -> str:
-        """The backend that runs for ``model``: auto resolves to the fastest one that applies."""
+    def backend_for(self, model, x=None) -> str:
+        """The backend that runs for ``model`` (on inputs like ``x``): auto resolves to the fastest
+        one that applies; an explicit backend that cannot run raises JacdistillError."""
         if analytic.is_plain_mlp(model):
-            return "analytic" if self.backend == "auto" else self.backend
-        if self.backend == "analytic":
-            raise JacdistillError(f"jacobian: backend 'analytic' needs jacdistill's MLP, "
+            if self.backend == "auto":
+                usable = not self._triton_failed and triton_reason(model, x, auto=True) is None
+                return "triton" if usable else "analytic"
+            if self.backend == "triton":
+                reason = triton_reason(model, x)
+                if reason:
+                    raise JacdistillError(reason)
+            return self.backend
+        if self.backend in ("analytic", "triton"):
+            raise JacdistillError(f"jacobian: backend '{self.backend}' needs jacdistill's MLP, "
                                   f"not {type(model).__name__}; use --backend autograd")
         return "autograd"
 
+    def _run_triton(self, compute):
+        """``compute()`` with the Triton kernels; under ``auto`` a failure (say a compiler that
+        rejects the kernels on this GPU) warns once and hands over to ``analytic`` for good."""
+        if self.backend == "triton":
+            return compute()
+        try:
+            return compute()
+        except Exception as exc:  # noqa: BLE001 - auto must never do worse than analytic
+            self._triton_failed = True
+            warnings.warn(f"jacobian: the triton backend failed ({type(exc).__name__}: {exc}); "
+                          f"auto uses analytic from now on", RuntimeWarning, stacklevel=3)
+            return None
+
     def output_and_penalty(self, model, x):
-        if self.backend_for(model) == "analytic":
+        backend = self.backend_for(model, x)
+        if backend == "triton":
+            from jacdistill.kernels import jacnorm
+
+            result = self._run_triton(lambda: jacnorm.output_and_sqnorms(model, x, grad=True))
+            if result is not None:
+                return result[0], result[1].sum() / len(x)
+            backend = "analytic"
+        if backend == "analytic":
             out, jac = analytic.output_and_jacobian(model, x)
             return out, jac.pow(2).sum() / len(x)
         return output_and_jacobian_norm(model, x)
@@ -62,9 +103,38 @@ class JacobianPenalty(Regularizer):
         return self.output_and_penalty(model, x)[1]
 
     def loss(self, model, x, y, lam):
-        if lam and self.backend_for(model) == "analytic":
-            return analytic.fused_loss(model, x, y, lam)
+        if lam:
+            backend = self.backend_for(model, x)
+            if backend == "triton":
+                from jacdistill.kernels import jacnorm
+
+                loss = self._run_triton(lambda: jacnorm.fused_loss(model, x, y, lam))
+                if loss is not None:
+                    return loss
+                backend = "analytic"
+            if backend == "analytic":
+                return analytic.fused_loss(model, x, y, lam)
         return super().loss(model, x, y, lam)
+
+
+def triton_reason(model, x=None, auto=False):
+    """None when the Triton kernels can run for ``model`` on inputs like ``x``, else a one-line
+    JacdistillError message. ``auto``: also require a float32 CUDA input (on CPU the interpreter
+    is far slower than ``analytic``), and never import triton for a CPU input."""
+    if x is None:
+        x = next(model.parameters(), None)
+    device = x.device if x is not None else None
+    if auto and (device is None or device.type != "cuda" or x.dtype != torch.float32):
+        return "auto uses triton only for float32 inputs on a CUDA device"
+    from jacdistill.kernels import jacnorm  # imports triton: only now, never at plugin load
+
+    reason = jacnorm.available(device if device is not None else "cpu")
+    if reason:
+        return f"jacobian: backend 'triton' needs a CUDA GPU and triton: {reason}"
+    reason = jacnorm.unsupported(model, x)
+    if reason:
+        return f"jacobian: backend 'triton' cannot run this model: {reason}; use --backend analytic"
+    return None
 
 
 @hookimpl

@@ -6,7 +6,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from jacdistill.contracts import JacdistillError, Student
+from jacdistill.contracts import Student
+from jacdistill.options import JacdistillError
 
 
 class EstimatorStudent(Student):

@@ -7,14 +7,17 @@ A plugin module registers classes that subclass one of these through the hooks i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sympy
 import torch
 from torch import nn
 
-from jacdistill.options import JacdistillError, PluginOptions  # noqa: F401 (re-exported)
+from jacdistill.options import PluginOptions
+
+if TYPE_CHECKING:
+    from jacdistill.tuning import Search, Trial
 
 
 class Regularizer(PluginOptions, ABC):
@@ -94,7 +97,7 @@ class Tuner(PluginOptions, ABC):
         self.options = self.resolve_options(options)
 
     @abstractmethod
-    def tune(self, search) -> "Trial":  # noqa: F821 (jacdistill.tuning.Trial)
+    def tune(self, search: "Search") -> "Trial":
         """Return the chosen trial."""
 
 

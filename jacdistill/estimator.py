@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from jacdistill import formula, teacher
-from jacdistill.contracts import JacdistillError
+from jacdistill.options import JacdistillError
 from jacdistill.data import Standardizer, split_indices
 from jacdistill.registry import registry
 from jacdistill.tuning import Search

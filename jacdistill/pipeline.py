@@ -6,11 +6,10 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from jacdistill import formula, storage, teacher
-from jacdistill.contracts import JacdistillError
+from jacdistill.options import JacdistillError
 from jacdistill.data import Dataset, split_indices
 from jacdistill.estimator import Distiller, Progress
 from jacdistill.metrics import r2

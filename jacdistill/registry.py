@@ -13,7 +13,8 @@ from importlib.metadata import entry_points
 import pluggy
 
 from jacdistill import hookspecs
-from jacdistill.contracts import JacdistillError, Regularizer, Student, Tuner
+from jacdistill.contracts import Regularizer, Student, Tuner
+from jacdistill.options import JacdistillError
 
 ENTRY_POINT_GROUP = "jacdistill"
 KINDS = {  # kind -> (contract, hook that registers it)

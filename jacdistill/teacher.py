@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from jacdistill.contracts import JacdistillError, Regularizer
+from jacdistill.contracts import Regularizer
+from jacdistill.options import JacdistillError
 
 ACTIVATIONS = {"tanh": nn.Tanh, "silu": nn.SiLU, "relu": nn.ReLU}
 

@@ -21,15 +21,6 @@ STUDENT_BUDGETS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: one intra-op thread is fastest, and far faster when the CPUs are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @parametrize_with_checks([Distiller(**FAST)])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)

@@ -21,7 +21,7 @@ import sys  # noqa: E402
 import pytest  # noqa: E402
 from torch.func import functional_call, jacrev, vmap  # noqa: E402
 
-from jacdistill.contracts import JacdistillError  # noqa: E402
+from jacdistill import JacdistillError  # noqa: E402
 from jacdistill.kernels import analytic  # noqa: E402
 from jacdistill.kernels import jacnorm  # noqa: E402
 from jacdistill.plugins.regularizers import jacobian as jacobian_plugin  # noqa: E402
@@ -62,14 +62,6 @@ def needs_the_kernels(request):
             pytest.skip("triton is not installed")
     elif _CANNOT_RUN and request.node.name != "test_the_kernels_can_run_here":
         pytest.skip(f"the Triton kernels cannot run here: {_CANNOT_RUN}")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def few_torch_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make(activation, widths, k, seed=0, batch=BATCH, d=D_IN, dtype=torch.float32):

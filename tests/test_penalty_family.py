@@ -14,14 +14,6 @@ from jacdistill.plugins.regularizers.jacobian import output_and_jacobian_norm
 from jacdistill.teacher import MLP, TrainConfig, lazy_weight, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def mlp(activation="tanh", widths=(5, 4), d_out=1, d_in=3, seed=0):
     torch.manual_seed(seed)
     return MLP(d_in, widths, d_out, activation).double()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from jacdistill.contracts import JacdistillError
+from jacdistill.options import JacdistillError
 from jacdistill.registry import PluginWarning, Registry
 
 JACDISTILL = Path(sys.executable).with_name("jacdistill")

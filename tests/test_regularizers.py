@@ -13,7 +13,7 @@ from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
 from jacdistill.contracts import Regularizer
-from jacdistill.contracts import JacdistillError
+from jacdistill import JacdistillError
 from jacdistill.plugins.regularizers import jacobian as jacobian_module
 from jacdistill.plugins.regularizers.jacobian import JacobianPenalty, output_and_jacobian_norm
 from jacdistill.plugins.regularizers.none import NoPenalty
@@ -31,15 +31,6 @@ GENERIC_BACKENDS = [b for b in MLP_BACKENDS if b != "analytic"]
 
 def jacobian_penalty(backend):
     return JacobianPenalty() if backend is None else JacobianPenalty(backend=backend)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: one intra-op thread is fastest, and far faster when the CPUs are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def reference_penalty(model: nn.Module, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import sympy
 
-from jacdistill.contracts import JacdistillError, count_nodes, variables
+from jacdistill.contracts import count_nodes, variables
+from jacdistill.options import JacdistillError
 from jacdistill.registry import registry
 
 D = 3

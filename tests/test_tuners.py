@@ -11,21 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from jacdistill import Distiller, pipeline
 from jacdistill.data import from_frame
 
 SMALL = dict(regularizer="jacobian", student="tree", widths=(16,), epochs=60, patience=10, lr=1e-2, seed=0)
 JACDISTILL = str(Path(sys.executable).with_name("jacdistill"))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def problem(n=240, seed=0):

@@ -1,5 +1,4 @@
 """``operon``: Operon's fast C++ genetic programming with local constant optimisation (pyoperon)."""
-import sympy
 from sympy.parsing.sympy_parser import convert_xor, parse_expr, standard_transformations
 
 from jacdistill import hookimpl

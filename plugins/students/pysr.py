@@ -4,8 +4,6 @@ import functools
 import importlib.util
 import io
 
-import sympy
-
 from jacdistill import hookimpl
 from jacdistill.adapters import EstimatorStudent
 from jacdistill.contracts import variables

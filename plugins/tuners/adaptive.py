@@ -56,7 +56,7 @@ class AdaptiveTuner(Tuner):
         if not (numbers_ok and tol >= 0 and lam0 > 0 and growth > 1):
             raise JacdistillError(f"adaptive: need tol >= 0, lam0 > 0, growth > 1; got {tol!r}, {lam0!r}, {growth!r}")
         if not all(isinstance(v, int) and v >= 1 for v in (epochs, patience)):
-            raise JacdistillError(f"adaptive: adapt_epochs and patience must be positive integers")
+            raise JacdistillError("adaptive: adapt_epochs and patience must be positive integers")
 
     def tune(self, search):
         trial = search.teacher(ConstraintController(*(self.options[k] for k in self.defaults)))

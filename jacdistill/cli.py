@@ -273,6 +273,109 @@ def datasets(as_json):
         click.echo(f"{row['name']:16} {row['rows']:>6} {row['features']:>8}  {row['target']}")
 
 
+def split_list(value: str | None, cast=str) -> tuple | None:
+    if value is None:
+        return None
+    try:
+        return tuple(cast(item.strip()) for item in value.split(",") if item.strip())
+    except ValueError:
+        raise JacdistillError(f"expected a comma-separated list, got '{value}'") from None
+
+
+@cli.command()
+@click.option("--config", type=click.Path(dir_okay=False), help="TOML file describing the grid; flags override it.")
+@click.option("--datasets", help="Comma-separated bundled datasets (default: all).")
+@click.option("--students", help="Comma-separated students (default: operon,gplearn,tree).")
+@click.option("--seeds", help="Comma-separated seeds (default: 0,1,2,3,4).")
+@click.option("--arms", help="Comma-separated arms (default: direct,baseline,regularized,augmented,control).")
+@click.option("--regularizer", help="Smoothness penalty plugin (default: jacobian).")
+@click.option("--tuner", help="λ tuner for the regularized arms (default: constrained).")
+@click.option("--tuner-opt", multiple=True, metavar="KEY=VALUE", help="Option for the tuner.")
+@click.option("--student-opt", multiple=True, metavar="STUDENT.KEY=VALUE",
+              help="Option for one student, e.g. operon.generations=50.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Maximum teacher epochs.")
+@click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True)
+@click.option("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: start a LocalCluster).")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Worker processes.")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Sweep directory; rerunning with the same one resumes.")
+def sweep(config, datasets, students, seeds, arms, regularizer, tuner, tuner_opt, student_opt, epochs,
+          executor, scheduler, workers, out):
+    """Run a resumable grid of distillation trials: datasets × students × arms × seeds."""
+    import tomllib
+    from pathlib import Path
+
+    from jacdistill import sweep as sweeps
+    from jacdistill.data import bundled_datasets
+
+    settings = {}
+    if config:
+        try:
+            settings = tomllib.loads(Path(config).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise JacdistillError(f"cannot read config {config}: {exc}") from None
+    flags = {"datasets": split_list(datasets), "students": split_list(students),
+             "seeds": split_list(seeds, int), "arms": split_list(arms), "regularizer": regularizer,
+             "tuner": tuner}
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    settings.setdefault("datasets", tuple(row["name"] for row in bundled_datasets()))
+    settings.setdefault("students", ("operon", "gplearn", "tree"))
+    settings.setdefault("seeds", (0, 1, 2, 3, 4))
+    settings["tuner_options"] = {**settings.get("tuner_options", {}), **parse_key_values(tuner_opt, "--tuner-opt")}
+    per_student = {name: dict(opts) for name, opts in settings.get("student_options", {}).items()}
+    for key, value in parse_key_values(student_opt, "--student-opt").items():
+        name, dot, option = key.partition(".")
+        if not dot:
+            raise JacdistillError(f"--student-opt expects STUDENT.KEY=VALUE, got '{key}={value}'")
+        per_student.setdefault(name, {})[option] = value
+    settings["student_options"] = per_student
+    if epochs is not None:
+        settings["teacher"] = {**settings.get("teacher", {}), "epochs": epochs}
+    try:
+        spec = sweeps.SweepSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+    except TypeError as exc:
+        raise JacdistillError(f"bad sweep settings: {exc}") from None
+    check_sweep(spec)
+    sweeps.prepare(Path(out), spec)
+    todo = sum(not sweeps.trial_path(Path(out), d, s, arm, seed).exists()
+               for d, s, seed in spec.units() for arm in spec.arms)
+    total = len(spec.units()) * len(spec.arms)
+    started = time.perf_counter()
+    from tqdm import tqdm
+    with tqdm(total=total, initial=total - todo, desc="trials", unit="trial", file=sys.stderr,
+              disable=not sys.stderr.isatty()) as bar:
+        ran = sweeps.execute(spec, Path(out), executor, workers, scheduler,
+                             on_done=lambda n: bar.update(total - todo + n - bar.n))
+    click.echo(f"sweep: {ran} trials run, {total - todo} already finished, {total} in all, "
+               f"{time.perf_counter() - started:.0f} s; report: jacdistill report {out}")
+
+
+def check_sweep(spec) -> None:
+    """Fail on an unknown dataset, plugin or option before any worker starts."""
+    from jacdistill.data import bundled_datasets
+    from jacdistill.estimator import Distiller
+
+    known = {row["name"] for row in bundled_datasets()}
+    for name in spec.datasets:
+        if name not in known:
+            raise JacdistillError(f"unknown dataset '{name}'; bundled: {', '.join(sorted(known))}")
+    for student in spec.students:
+        Distiller(**spec.params(student, 0, lam="auto")).resolve_plugins()
+
+
+@cli.command()
+@click.argument("sweep_dir", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the aggregates as JSON.")
+def report(sweep_dir, as_json):
+    """Summarize a sweep: Markdown report and plots in SWEEP_DIR, or the aggregates as JSON."""
+    from jacdistill import report as reports, storage
+
+    if as_json:
+        click.echo(storage.to_json(reports.report_json(sweep_dir)))
+        return
+    click.echo(f"report written to {reports.write_report(sweep_dir)}")
+
+
 @cli.group()
 def bench():
     """Measure speed: results go to benchmarks/results/ with machine and versions."""

@@ -32,19 +32,23 @@ class Distiller(RegressorMixin, BaseEstimator):
     Parameters are plugin names and hyper-parameters: ``regularizer``, ``student`` and ``tuner``
     name plugins (see ``jacdistill plugins``) and ``*_options`` are passed to them; ``lam`` is the
     penalty weight λ, or ``"auto"`` to let the tuner choose it on the validation rows;
-    ``reg_every=k`` applies the penalty every k-th step with weight k·λ. Without
-    ``X_val``/``y_val``, ``fit`` holds out ``validation_fraction`` of its rows for early stopping
-    and tuning.
+    ``reg_every=k`` applies the penalty every k-th step with weight k·λ. ``augment=m`` lets the
+    teacher also label m·n extra inputs drawn near the n training rows (Gaussian jitter of
+    ``jitter`` standard deviations per feature) for the student to fit, which direct symbolic
+    regression cannot do. Without ``X_val``/``y_val``, ``fit`` holds out
+    ``validation_fraction`` of its rows for early stopping and tuning.
     """
 
     def __init__(self, regularizer="jacobian", lam="auto", student="operon", student_options=None,
                  regularizer_options=None, reg_every=1, tuner="constrained", tuner_options=None,
-                 widths=(64, 64), activation="silu", epochs=500, batch_size=64, lr=3e-3, patience=40,
-                 validation_fraction=0.15, device="cpu", seed=0):
+                 augment=0.0, jitter=0.1, widths=(64, 64), activation="silu", epochs=500,
+                 batch_size=64, lr=3e-3, patience=40, validation_fraction=0.15, device="cpu", seed=0):
         self.regularizer = regularizer
         self.lam = lam
         self.tuner = tuner
         self.tuner_options = tuner_options
+        self.augment = augment
+        self.jitter = jitter
         self.student = student
         self.student_options = student_options
         self.regularizer_options = regularizer_options
@@ -66,6 +70,9 @@ class Distiller(RegressorMixin, BaseEstimator):
         if lam != "auto" and (isinstance(lam, bool) or not isinstance(lam, numbers.Real)
                               or not 0 <= lam < math.inf):
             raise JacdistillError(f"lam must be 'auto' or a finite number >= 0, got {lam!r}")
+        if not (isinstance(self.augment, numbers.Real) and self.augment >= 0
+                and isinstance(self.jitter, numbers.Real) and self.jitter >= 0):
+            raise JacdistillError(f"augment and jitter must be numbers >= 0, got {self.augment!r}, {self.jitter!r}")
         if not (isinstance(self.reg_every, int) and self.reg_every >= 1):
             raise JacdistillError(f"reg_every must be a positive integer, got {self.reg_every!r}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
@@ -107,12 +114,16 @@ class Distiller(RegressorMixin, BaseEstimator):
                 training = teacher.train(model, regularizer, lam, Xs, ys, Xv, yv, config, self.seed, on_epoch)
             return model.cpu(), training
 
+        rng = np.random.default_rng(self.seed)
+        extra = Xs[rng.integers(len(Xs), size=round(self.augment * len(Xs)))]
+        X_student = np.vstack([Xs, extra + self.jitter * rng.standard_normal(extra.shape)])
+
         def fit_student(model):
             if progress:
                 progress("student", 0, 1)
             student = student_cls(seed=self.seed, **student_options)
             try:
-                student.fit(Xs, teacher.predict(model, Xs))
+                student.fit(X_student, teacher.predict(model, X_student))
             except (ValueError, TypeError) as exc:  # most often an option value the student rejects
                 raise JacdistillError(f"student '{self.student}' failed to fit: "
                                       f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc

@@ -21,9 +21,10 @@ class Fitted:
 
 
 def fit_and_score(data: Dataset, params: dict, progress: Progress | None = None,
-                  workdir: Path | None = None) -> Fitted:
-    """Fit ``Distiller(**params)`` on the train/val split and score it on the test split."""
-    split = split_indices(len(data.y), params.get("seed", 0))
+                  workdir: Path | None = None, split_seed: int | None = None) -> Fitted:
+    """Fit ``Distiller(**params)`` on the train/val split and score it on the test split; the
+    split is drawn with ``split_seed`` (default: the model's seed)."""
+    split = split_indices(len(data.y), params.get("seed", 0) if split_seed is None else split_seed)
     X = pd.DataFrame(data.X, columns=data.feature_names)
     est = Distiller(**params).fit(X.iloc[split.train], data.y[split.train], X.iloc[split.val],
                                   data.y[split.val], progress=progress, workdir=workdir)

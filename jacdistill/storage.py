@@ -42,6 +42,10 @@ def to_json(obj) -> str:
     return json.dumps(clean(obj), indent=2)
 
 
+def read_json(path: str | Path):
+    return json.loads(Path(path).read_text())
+
+
 def write_json(path: str | Path, obj) -> None:
     write_text(path, to_json(obj) + "\n")
 

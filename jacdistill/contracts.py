@@ -34,6 +34,10 @@ class Regularizer(PluginOptions, ABC):
     def __init__(self, **options: Any):
         self.options = self.resolve_options(options)
 
+    def check_device(self, device: str) -> None:
+        """Raise JacdistillError if this regularizer cannot run on ``device`` (checked before any
+        training starts); the default runs anywhere."""
+
     @abstractmethod
     def penalty(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Differentiable scalar penalty for the batch ``x`` (shape B×d)."""

@@ -82,8 +82,9 @@ class Distiller(RegressorMixin, BaseEstimator):
         student_cls = plugins.available("student", self.student)
         tuner = (plugins.available("tuner", self.tuner)(seed=self.seed, **(self.tuner_options or {}))
                  if lam == "auto" else None)
-        return (reg_cls(**(self.regularizer_options or {})),
-                student_cls.resolve_options(self.student_options or {}), student_cls, tuner)
+        regularizer = reg_cls(**(self.regularizer_options or {}))
+        regularizer.check_device(self.device)
+        return regularizer, student_cls.resolve_options(self.student_options or {}), student_cls, tuner
 
     def fit(self, X, y, X_val=None, y_val=None, progress: Progress | None = None, workdir=None):
         """Fit on (X, y); ``X_val``/``y_val`` score early stopping and tuning; ``progress`` gets

@@ -55,6 +55,14 @@ class JacobianPenalty(Regularizer):
             raise JacdistillError(f"jacobian: unknown backend '{self.backend}'; "
                                   f"known: {', '.join(ALL_BACKENDS)}")
 
+    def check_device(self, device):
+        if self.backend == "triton":
+            from jacdistill.kernels import jacnorm  # imports triton: only when asked for
+
+            reason = jacnorm.available(device)
+            if reason:
+                raise JacdistillError(f"jacobian: backend 'triton' needs a CUDA GPU and triton: {reason}")
+
     def backend_for(self, model, x=None) -> str:
         """The backend that runs for ``model`` (on inputs like ``x``): auto resolves to the fastest
         one that applies; an explicit backend that cannot run raises JacdistillError."""

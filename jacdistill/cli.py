@@ -442,11 +442,7 @@ def bench_tuners(datasets, seeds, out, as_json):
     """λ tuners against the grid: chosen λ, student test R², wall time (CPU; takes a while)."""
     from jacdistill.benchmarks import harness, tuners
 
-    names = tuple(datasets.split(",")) if datasets else tuners.DATASETS
-    try:
-        seed_list = tuple(int(s) for s in seeds.split(","))
-    except ValueError:
-        raise click.BadParameter(f"expects comma-separated integers, got '{seeds}'", param_hint="--seeds")
+    names, seed_list = split_list(datasets) or tuners.DATASETS, split_list(seeds, int)
     rows = tuners.measure(names, seed_list, log=lambda line: click.echo(line, err=True))
     summary = tuners.summarize(rows)
     settings = {"datasets": names, "seeds": seed_list, "tuners": tuners.TUNERS, "student": tuners.STUDENT,

@@ -135,12 +135,7 @@ def tune(data: Dataset, params: dict, progress: Progress | None = None,
 
 def write_tuning(path: Path, report: dict) -> None:
     """``tuning.png`` (R² against λ), then ``tuning.json`` (last: it marks a finished tuning)."""
-    import io
-
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    plt = storage.pyplot()
     trials = sorted((t for t in report["trials"] if "schedule" not in t), key=lambda t: t["lam"])
     figure, axes = plt.subplots(figsize=(6, 4))
     for key, label in (("teacher_r2_val", "teacher, validation"), ("teacher_r2_test", "teacher, test"),
@@ -156,8 +151,5 @@ def write_tuning(path: Path, report: dict) -> None:
     axes.set_ylabel("R²")
     axes.set_title(f"{report['dataset']}: {report['tuner']} tuner, {report['student']} student")
     axes.legend()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    plt.close(figure)
-    storage.write_bytes(path / "tuning.png", buffer.getvalue())
+    storage.write_figure(path / "tuning.png", figure)
     storage.write_json(path / "tuning.json", report)

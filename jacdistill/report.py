@@ -25,7 +25,6 @@ all zero, count as a tie without a test.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import math
 import statistics
@@ -34,11 +33,11 @@ from pathlib import Path
 
 from jacdistill import storage
 from jacdistill.options import JacdistillError
+from jacdistill.sweep import ARMS
 
 ALPHA = 0.1
 MIN_PAIRS = 3
 ZERO = 1e-12          # |ΔR²| at or below this is a zero difference (dropped by the Wilcoxon test)
-ARMS = ("direct", "baseline", "regularized", "augmented", "control")
 TREATMENTS = ("regularized", "augmented")
 REFERENCES = ("baseline", "direct", "control")
 REQUIRED_KEYS = ("dataset", "student", "arm", "seed")
@@ -478,21 +477,6 @@ def render_markdown(sweep_dir: str | Path, trials: list[dict], agg: dict, table_
 
 # ------------------------------------------------------------------------------------------ plots
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-    return plt
-
-
-def _save(figure, path: Path) -> None:
-    plt = _pyplot()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    plt.close(figure)
-    storage.write_bytes(path, buffer.getvalue())
-
-
 def _empty(axes, message: str) -> None:
     axes.text(0.5, 0.5, message, ha="center", va="center", transform=axes.transAxes)
     axes.set_axis_off()
@@ -507,7 +491,7 @@ def _clip(axes, values: list[float], axis: str = "y") -> None:
 def plot_lambda(trials: list[dict], path: Path) -> None:
     """Student validation R² against λ from the regularized arm's tuning trials: the trials as dots,
     their mean per λ as a line, one colour per dataset, one panel per student."""
-    plt = _pyplot()
+    plt = storage.pyplot()
     points: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for t in trials:
         if t["arm"] != "regularized" or not isinstance(t.get("tuning"), dict):
@@ -543,13 +527,13 @@ def plot_lambda(trials: list[dict], path: Path) -> None:
         axes.set_ylabel("student R², validation")
         axes.set_title(f"{student}: regularized arm, tuning trials")
         axes.legend(fontsize="small")
-    _save(figure, path)
+    storage.write_figure(path, figure)
 
 
 def plot_fidelity(trials: list[dict], path: Path) -> None:
     """Fidelity R² (student vs teacher) against student R² (vs the truth) on the test rows, per trial,
     coloured by arm (marker by student when there are several)."""
-    plt = _pyplot()
+    plt = storage.pyplot()
     figure, axes = plt.subplots(figsize=(6, 5))
     markers = "osD^v<>pPX*h"
     students = sorted({t["student"] for t in trials})
@@ -575,12 +559,12 @@ def plot_fidelity(trials: list[dict], path: Path) -> None:
         axes.set_ylabel("student R² (vs truth), test")
         axes.set_title("fidelity against accuracy")
         axes.legend(fontsize="small")
-    _save(figure, path)
+    storage.write_figure(path, figure)
 
 
 def plot_per_dataset(table_rows: list[dict], path: Path) -> None:
     """Mean student test R² per dataset (and student) for each arm present, ± std over seeds."""
-    plt = _pyplot()
+    plt = storage.pyplot()
     arms = sorted({arm for row in table_rows for arm in row["arms"]}, key=lambda a: (_arm_rank(a), a))
     several = len({row["student"] for row in table_rows}) > 1
     figure, axes = plt.subplots(figsize=(max(6.0, 1.3 * len(table_rows) + 2), 4))
@@ -608,7 +592,7 @@ def plot_per_dataset(table_rows: list[dict], path: Path) -> None:
         axes.set_ylabel("mean student R², test")
         axes.set_title("student test R² per dataset and arm")
         axes.legend(fontsize="small")
-    _save(figure, path)
+    storage.write_figure(path, figure)
 
 
 # ------------------------------------------------------------------------------------------- write

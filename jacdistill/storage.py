@@ -54,3 +54,19 @@ def write_torch(path: str | Path, obj) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     write_bytes(path, buffer.getvalue())
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display needed)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    return plt
+
+
+def write_figure(path: str | Path, figure) -> None:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    pyplot().close(figure)
+    write_bytes(path, buffer.getvalue())

@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 
 from jacdistill import formula, storage, teacher
-from jacdistill.options import JacdistillError
 from jacdistill.data import Dataset, split_indices
 from jacdistill.estimator import Distiller, Progress
 from jacdistill.metrics import r2
+from jacdistill.options import JacdistillError
 
 @dataclass
 class Fitted:

@@ -54,8 +54,8 @@ def parse_widths(ctx, param, value: str) -> tuple[int, ...]:
     return widths
 
 
-def parse_lam(ctx, param, value: str) -> float | str:
-    if value == "auto":
+def parse_lam(ctx, param, value: str | None) -> float | str | None:
+    if value is None or value == "auto":
         return value
     try:
         lam = float(value)
@@ -298,6 +298,7 @@ def split_list(value: str | None, cast=str) -> tuple | None:
 @click.option("--arms", help="Comma-separated arms (default: direct,baseline,regularized,augmented,control).")
 @click.option("--regularizer", help="Smoothness penalty plugin (default: jacobian).")
 @click.option("--tuner", help="λ tuner for the regularized arms (default: constrained).")
+@click.option("--lam", callback=parse_lam, help="Fixed λ for the regularized arms instead of tuning (default: auto).")
 @click.option("--tuner-opt", multiple=True, metavar="KEY=VALUE", help="Option for the tuner.")
 @click.option("--student-opt", multiple=True, metavar="STUDENT.KEY=VALUE",
               help="Option for one student, e.g. operon.generations=50.")
@@ -307,7 +308,7 @@ def split_list(value: str | None, cast=str) -> tuple | None:
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Worker processes.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Sweep directory; rerunning with the same one resumes.")
-def sweep(config, datasets, students, seeds, arms, regularizer, tuner, tuner_opt, student_opt, epochs,
+def sweep(config, datasets, students, seeds, arms, regularizer, tuner, lam, tuner_opt, student_opt, epochs,
           executor, scheduler, workers, out):
     """Run a resumable grid of distillation trials: datasets × students × arms × seeds."""
     import tomllib
@@ -324,7 +325,7 @@ def sweep(config, datasets, students, seeds, arms, regularizer, tuner, tuner_opt
             raise JacdistillError(f"cannot read config {config}: {exc}") from None
     flags = {"datasets": split_list(datasets), "students": split_list(students),
              "seeds": split_list(seeds, int), "arms": split_list(arms), "regularizer": regularizer,
-             "tuner": tuner}
+             "tuner": tuner, "lam": lam}
     settings.update({k: v for k, v in flags.items() if v is not None})
     settings.setdefault("datasets", tuple(row["name"] for row in bundled_datasets()))
     settings.setdefault("students", ("operon", "gplearn", "tree"))
@@ -339,10 +340,7 @@ def sweep(config, datasets, students, seeds, arms, regularizer, tuner, tuner_opt
     settings["student_options"] = per_student
     if epochs is not None:
         settings["teacher"] = {**settings.get("teacher", {}), "epochs": epochs}
-    try:
-        spec = sweeps.SweepSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
-    except TypeError as exc:
-        raise JacdistillError(f"bad sweep settings: {exc}") from None
+    spec = sweeps.SweepSpec.from_settings(settings)
     check_sweep(spec)
     sweeps.prepare(Path(out), spec)
     todo = sum(not sweeps.trial_path(Path(out), d, s, arm, seed).exists()
@@ -368,7 +366,7 @@ def check_sweep(spec) -> None:
         if name not in known:
             raise JacdistillError(f"unknown dataset '{name}'; bundled: {', '.join(sorted(known))}")
     for student in spec.students:
-        Distiller(**spec.params(student, 0, lam="auto")).resolve_plugins()
+        Distiller(**spec.params(student, 0, lam=spec.lam, augment=spec.augment, jitter=spec.jitter)).resolve_plugins()
 
 
 @cli.command()

@@ -4,7 +4,7 @@ processes or a Dask cluster.
 Arms, all on the same seeded 70/15/15 split of a (dataset, seed):
 - ``direct``: the student fitted to the true targets, no teacher;
 - ``baseline``: distilled from the λ = 0 teacher;
-- ``regularized``: distilled from the teacher with the tuned λ;
+- ``regularized``: distilled from the teacher with the tuned λ (or a fixed ``lam``);
 - ``augmented``: as regularized, and the teacher also labels inputs jittered around the training
   rows for the student;
 - ``control``: k λ = 0 teachers with different seeds, k = the teachers the regularized arm's tuner
@@ -40,6 +40,7 @@ class SweepSpec:
     regularizer_options: dict = field(default_factory=dict)
     tuner: str = "constrained"
     tuner_options: dict = field(default_factory=dict)
+    lam: float | str = "auto"  # the regularized arms' λ: "auto" (tuned) or a fixed number
     student_options: dict = field(default_factory=dict)  # student name -> its options
     teacher: dict = field(default_factory=dict)  # Distiller parameters: widths, epochs, ...
     augment: float = 2.0
@@ -54,6 +55,14 @@ class SweepSpec:
         for name in ("datasets", "students", "seeds"):
             if not getattr(self, name):
                 raise JacdistillError(f"a sweep needs at least one of {name}")
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "SweepSpec":
+        """From TOML or ``sweep.json`` settings; a field they lack takes its default."""
+        try:
+            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+        except TypeError as exc:
+            raise JacdistillError(f"bad sweep settings: {exc}") from None
 
     def units(self) -> list[tuple[str, str, int]]:
         return [(d, s, seed) for d in self.datasets for s in self.students for seed in self.seeds]
@@ -73,16 +82,15 @@ def trial_path(sweep_dir: Path, dataset: str, student: str, arm: str, seed: int)
 def prepare(sweep_dir: Path, spec: SweepSpec) -> None:
     """Create the sweep directory with ``sweep.json``; a rerun must use the same settings."""
     sweep_dir = Path(sweep_dir)
-    settings = storage.to_json(asdict(spec))
     saved = sweep_dir / "sweep.json"
     if saved.exists():
-        if saved.read_text().strip() != settings.strip():
+        if SweepSpec.from_settings(storage.read_json(saved)) != spec:
             raise JacdistillError(f"{sweep_dir} holds a sweep with other settings; use another --out")
         for leftover in (sweep_dir / "trials").glob(".*.tmp"):  # from writes a kill interrupted
             leftover.unlink()
         return
     (sweep_dir / "trials").mkdir(parents=True, exist_ok=True)
-    storage.write_text(saved, settings + "\n")
+    storage.write_text(saved, storage.to_json(asdict(spec)) + "\n")
 
 
 def pending(sweep_dir: Path, spec: SweepSpec) -> list[tuple[str, str, int]]:
@@ -154,8 +162,8 @@ ARM_RUNNERS: dict[str, Callable] = {
     "direct": _direct,
     "baseline": lambda spec, data, student, seed, d: _distilled(spec, data, student, seed, d,
                                                                 regularizer="none", lam=0.0),
-    "regularized": lambda spec, data, student, seed, d: _distilled(spec, data, student, seed, d, lam="auto"),
-    "augmented": lambda spec, data, student, seed, d: _distilled(spec, data, student, seed, d, lam="auto",
+    "regularized": lambda spec, data, student, seed, d: _distilled(spec, data, student, seed, d, lam=spec.lam),
+    "augmented": lambda spec, data, student, seed, d: _distilled(spec, data, student, seed, d, lam=spec.lam,
                                                                  augment=spec.augment, jitter=spec.jitter),
     "control": _control,
 }

@@ -112,8 +112,34 @@ def test_toml_config_describes_the_grid(tmp_path):
     assert all(r["complexity"] <= 8 for r in found.values())  # max_depth=3: at most 8 leaves
 
 
+def test_fixed_lam_skips_tuning_and_the_control_matches_one_teacher(tmp_path):
+    proc = jd("sweep", *SMALL, "--arms", "baseline,regularized,control", "--lam", "0.3", "--out", "f",
+              cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    by_arm = {r["arm"]: r for r in trials(tmp_path / "f").values()}
+    assert by_arm["regularized"]["lam"] == 0.3 and "tuning" not in by_arm["regularized"]
+    assert by_arm["control"]["candidates"] == 1 and by_arm["control"]["candidate_seeds"] == [0]
+    # one λ = 0 candidate with the sweep's seed is the baseline itself
+    assert by_arm["control"]["student_r2_test"] == by_arm["baseline"]["student_r2_test"]
+
+
+def test_sweep_json_from_before_a_new_setting_still_resumes(local_sweep, tmp_path):
+    _, sweep_dir = local_sweep
+    saved = json.loads((sweep_dir / "sweep.json").read_text())
+    older = tmp_path / "older"
+    (older / "trials").mkdir(parents=True)
+    (older / "sweep.json").write_text(json.dumps({k: v for k, v in saved.items() if k != "lam"}))
+    proc = jd("sweep", *SMALL, "--arms", "direct", "--out", str(older), cwd=tmp_path)
+    assert proc.returncode == 2 and "other settings" in proc.stderr  # arms differ: refused
+    (older / "sweep.json").write_text(json.dumps({**{k: v for k, v in saved.items() if k != "lam"},
+                                                  "arms": ["direct"]}))
+    proc = jd("sweep", *SMALL, "--arms", "direct", "--out", str(older), cwd=tmp_path)
+    assert proc.returncode == 0 and "1 trials run" in proc.stdout, proc.stderr
+
+
 @pytest.mark.parametrize("args,expected", [
     (["--datasets", "nosuch"], "unknown dataset 'nosuch'"),
+    (["--lam", "-1"], "finite number >= 0"),
     (["--arms", "baseline,nosuch"], "unknown arm 'nosuch'"),
     (["--arms", "baseline,control"], "control arm needs the regularized arm"),
     (["--students", "nosuch"], "unknown student 'nosuch'"),

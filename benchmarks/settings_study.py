@@ -1,0 +1,165 @@
+"""Which settings let regularized distillation beat direct SR and the compute-matched control?
+
+Each variant changes one setting of the recorded suite (``benchmarks/distill_suite.py``) and runs,
+as its own resumable sweep under ``benchmarks/results/settings_study/<variant>/``, only the arms
+that setting changes, on four small datasets where the students sit well below the teacher, seeds
+0–4. An arm a variant leaves unchanged is the same computation as the suite's (same split, seeds
+and settings; CPU runs are deterministic), so its trials are read from the suite, not rerun.
+``summary.md`` and ``summary.json`` then compare every variant's treatment arms with direct SR,
+the λ = 0 baseline and the control, with the suite's paired Wilcoxon test.
+
+Run: ``python benchmarks/settings_study.py [VARIANT ...]`` (default: all, cheapest first);
+``--summary`` only rewrites the summary from the trials there.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+from jacdistill import report, storage
+from jacdistill import sweep as sweeps
+
+SUITE = Path("benchmarks/results/distill_suite")
+OUT = Path("benchmarks/results/settings_study")
+DATASETS = ("servo", "machine_cpu", "real_estate", "concrete")
+SEEDS = (0, 1, 2, 3, 4)
+STUDENTS = ("operon", "gplearn", "tree")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    name: str
+    what: str
+    changes: dict           # SweepSpec fields that differ from the suite's
+    arms: tuple[str, ...]   # the arms those changes affect; the others are the suite's trials
+    students: tuple[str, ...] = STUDENTS
+
+
+VARIANTS = (
+    Variant("suite", "the recorded suite itself: Jacobian penalty, constrained tuner (largest λ within "
+            "5 % of the λ = 0 teacher's validation MSE), 64-64 silu teacher", {}, ()),
+    Variant("lam-0.1", "a fixed strong λ = 0.1, no tuning (one teacher: the compute-matched control is "
+            "the baseline; the suite's control had 6 teachers)", {"lam": 0.1}, ("regularized", "augmented")),
+    Variant("hessian", "the Hessian penalty ‖∂²f/∂x²‖² instead of the Jacobian, constrained tuner "
+            "(control: the suite's, k = the Jacobian tuner's teachers)",
+            {"regularizer": "hessian"}, ("regularized", "augmented")),
+    Variant("augment-x10", "augmented arm with 10 teacher-labelled points per training row, jitter "
+            "0.05 of each feature's spread (suite: 2 and 0.1)", {"augment": 10.0, "jitter": 0.05}, ("augmented",)),
+    Variant("operon-no-constopt", "Operon without constant optimisation and 20 generations (the "
+            "issue's pilot student; suite: 5 local-search iterations, 100 generations)",
+            {"student_options": {"operon": {"optimizer_iterations": 0, "generations": 20}}},
+            ("direct", "baseline", "regularized", "control"), ("operon",)),
+    Variant("grid", "λ chosen by the student's validation R² over {0, 1e-4, …, 1} (the paper's "
+            "protocol): a student per candidate, as many as the control fits",
+            {"tuner": "grid"}, ("regularized", "control")),
+    Variant("wide-teacher", "a 256-256-256 teacher (suite: 64-64)", {"teacher": {"widths": [256, 256, 256]}},
+            ("baseline", "regularized", "control"), ("operon", "tree")),
+)
+
+
+def spec_for(variant: Variant) -> sweeps.SweepSpec:
+    base = sweeps.SweepSpec.from_settings(storage.read_json(SUITE / "sweep.json"))
+    return dataclasses.replace(base, datasets=DATASETS, students=variant.students, seeds=SEEDS,
+                               arms=variant.arms, **variant.changes)
+
+
+def trials_of(variant: Variant) -> list[dict]:
+    """The variant's own trials, and the suite's for the arms it does not change."""
+    wanted = lambda t: t["dataset"] in DATASETS and t["student"] in variant.students and t["seed"] in SEEDS
+    own = report.load_trials(OUT / variant.name) if (OUT / variant.name / "trials").is_dir() else []
+    reused = [t for t in report.load_trials(SUITE) if wanted(t) and t["arm"] not in variant.arms]
+    return [t for t in own if wanted(t)] + reused
+
+
+def run(variant: Variant, workers: int = 2) -> None:
+    if not variant.arms:
+        return
+    spec, out = spec_for(variant), OUT / variant.name
+    sweeps.prepare(out, spec)
+    started, units = time.perf_counter(), len(sweeps.pending(out, spec))
+    print(f"{variant.name}: {units} units to run", flush=True)
+    ran = sweeps.execute(spec, out, workers=workers,
+                         on_done=lambda n: print(f"  {variant.name}: {n} trials", flush=True))
+    print(f"{variant.name}: {ran} trials in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def summarize(variants=VARIANTS) -> dict:
+    rows = []
+    for variant in variants:
+        for student, block in report.aggregate(trials_of(variant))["students"].items():
+            for treatment in [arm for arm in report.TREATMENTS if arm in variant.arms or not variant.arms]:
+                found = block if treatment == "regularized" else block["augmented"]
+                if found is None or found["vs_baseline"] is None:
+                    continue
+                versus = {ref: found[f"vs_{ref}"] for ref in report.REFERENCES}
+                beats_both = sorted(
+                    {r["dataset"] for r in versus["direct"]["per_dataset"] if r["outcome"] == "win"}
+                    & {r["dataset"] for r in versus["control"]["per_dataset"] if r["outcome"] == "win"}
+                ) if versus["direct"] and versus["control"] else []
+                rows.append({"variant": variant.name, "student": student, "treatment": treatment,
+                             "ran": list(variant.arms), **versus, "beats_direct_and_control": beats_both})
+    return {"datasets": list(DATASETS), "seeds": list(SEEDS), "alpha": report.ALPHA, "test": report.TEST,
+            "variants": [dataclasses.asdict(v) for v in variants], "rows": rows}
+
+
+def _cell(block: dict | None) -> str:
+    if block is None or block["median_delta_r2"] is None:
+        return "n/a"
+    return f"{block['median_delta_r2']:+.4f} ({block['wins']}/{block['ties']}/{block['losses']})"
+
+
+def markdown(summary: dict) -> str:
+    lines = [
+        "# Settings study: when does regularized distillation beat direct SR and the control?", "",
+        f"Datasets {', '.join(summary['datasets'])}; seeds {', '.join(map(str, summary['seeds']))}. "
+        "Each variant changes one setting of the recorded suite (`benchmarks/distill_suite.py`) and "
+        "reruns only the arms that setting changes; the other arms are the suite's trials (the same "
+        "computation). Produced by `python benchmarks/settings_study.py`.", "",
+        "| variant | what changes | arms run |", "|---|---|---|",
+        *(f"| {v['name']} | {v['what']} | {', '.join(v['arms']) or '(none: the suite)'} |"
+          for v in summary["variants"]), "",
+        "Cells: median over datasets of the mean ΔR² (student test R², treatment − reference), then "
+        f"datasets won / tied / lost (paired two-sided Wilcoxon over seeds, α = {summary['alpha']}; "
+        "with 5 seeds a win needs every seed to improve). Mean relative gain is the paper's headline "
+        "(vs baseline).", "",
+        "| variant | student | treatment | vs baseline | mean rel. gain | vs direct | vs control | beats direct and control on |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in summary["rows"]:
+        gain = row["baseline"]["mean_relative_gain"]
+        lines.append(f"| {row['variant']} | {row['student']} | {row['treatment']} | {_cell(row['baseline'])} | "
+                     f"{'n/a' if gain is None else f'{100 * gain:+.1f} %'} | {_cell(row['direct'])} | "
+                     f"{_cell(row['control'])} | {', '.join(row['beats_direct_and_control']) or '—'} |")
+    winners = [f"{r['variant']}/{r['student']}/{r['treatment']} on {', '.join(r['beats_direct_and_control'])}"
+               for r in summary["rows"] if r["beats_direct_and_control"]]
+    lines += ["", "**Finding.** " + (
+        "Significant wins against both direct SR and the control: " + "; ".join(winners) + "."
+        if winners else
+        "No variant made regularized or augmented distillation significantly beat both direct SR and "
+        "the control on any dataset.")]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    names = [a for a in argv if not a.startswith("--")]
+    unknown = set(names) - {v.name for v in VARIANTS}
+    if unknown:
+        sys.exit(f"unknown variant {sorted(unknown)[0]}; variants: {', '.join(v.name for v in VARIANTS)}")
+    if "--summary" not in argv:
+        for variant in VARIANTS:
+            if not names or variant.name in names:
+                run(variant)
+    summary = summarize()
+    OUT.mkdir(parents=True, exist_ok=True)
+    storage.write_json(OUT / "summary.json", summary)
+    storage.write_text(OUT / "summary.md", markdown(summary))
+    print(f"summary written to {OUT / 'summary.md'}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -14,6 +14,7 @@ Run: ``python benchmarks/settings_study.py [VARIANT ...]`` (default: all, cheape
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -45,15 +46,15 @@ VARIANTS = (
     Variant("hessian", "the Hessian penalty ‖∂²f/∂x²‖² instead of the Jacobian, constrained tuner "
             "(control: the suite's, k = the Jacobian tuner's teachers)",
             {"regularizer": "hessian"}, ("regularized", "augmented")),
+    Variant("grid", "λ chosen by the student's validation R² over {0, 1e-4, …, 1} (the paper's "
+            "protocol): a student per candidate, as many as the control fits",
+            {"tuner": "grid"}, ("regularized", "control")),
     Variant("augment-x10", "augmented arm with 10 teacher-labelled points per training row, jitter "
             "0.05 of each feature's spread (suite: 2 and 0.1)", {"augment": 10.0, "jitter": 0.05}, ("augmented",)),
     Variant("operon-no-constopt", "Operon without constant optimisation and 20 generations (the "
             "issue's pilot student; suite: 5 local-search iterations, 100 generations)",
             {"student_options": {"operon": {"optimizer_iterations": 0, "generations": 20}}},
             ("direct", "baseline", "regularized", "control"), ("operon",)),
-    Variant("grid", "λ chosen by the student's validation R² over {0, 1e-4, …, 1} (the paper's "
-            "protocol): a student per candidate, as many as the control fits",
-            {"tuner": "grid"}, ("regularized", "control")),
     Variant("wide-teacher", "a 256-256-256 teacher (suite: 64-64)", {"teacher": {"widths": [256, 256, 256]}},
             ("baseline", "regularized", "control"), ("operon", "tree")),
 )
@@ -68,7 +69,7 @@ def spec_for(variant: Variant) -> sweeps.SweepSpec:
 def trials_of(variant: Variant) -> list[dict]:
     """The variant's own trials, and the suite's for the arms it does not change."""
     wanted = lambda t: t["dataset"] in DATASETS and t["student"] in variant.students and t["seed"] in SEEDS
-    own = report.load_trials(OUT / variant.name) if (OUT / variant.name / "trials").is_dir() else []
+    own = report.load_trials(OUT / variant.name) if any((OUT / variant.name).glob("trials/*.json")) else []
     reused = [t for t in report.load_trials(SUITE) if wanted(t) and t["arm"] not in variant.arms]
     return [t for t in own if wanted(t)] + reused
 
@@ -85,10 +86,32 @@ def run(variant: Variant, workers: int = 2) -> None:
     print(f"{variant.name}: {ran} trials in {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def summarize(variants=VARIANTS) -> dict:
+def _mean(values) -> float | None:
+    finite = [v for v in values if isinstance(v, (int, float)) and v == v]
+    return statistics.fmean(finite) if finite else None
+
+
+def arm_means(variant: Variant, trials: list[dict]) -> list[dict]:
+    """Per student and dataset: each arm's mean student test R², the teachers' mean test R² and
+    the median λ of the variant's treatment arms."""
     rows = []
+    for student, dataset in sorted({(t["student"], t["dataset"]) for t in trials}):
+        mine = [t for t in trials if t["student"] == student and t["dataset"] == dataset]
+        of = lambda arm, key: [t[key] for t in mine if t["arm"] == arm]
+        rows.append({"variant": variant.name, "student": student, "dataset": dataset,
+                     **{arm: _mean(of(arm, "student_r2_test")) for arm in sweeps.ARMS},
+                     "teacher_baseline": _mean(of("baseline", "teacher_r2_test")),
+                     "teacher_regularized": _mean(of("regularized", "teacher_r2_test")),
+                     "lam": statistics.median(of("regularized", "lam")) if of("regularized", "lam") else None})
+    return rows
+
+
+def summarize(variants=VARIANTS) -> dict:
+    rows, means = [], []
     for variant in variants:
-        for student, block in report.aggregate(trials_of(variant))["students"].items():
+        trials = trials_of(variant)
+        means += arm_means(variant, trials)
+        for student, block in report.aggregate(trials)["students"].items():
             for treatment in [arm for arm in report.TREATMENTS if arm in variant.arms or not variant.arms]:
                 found = block if treatment == "regularized" else block["augmented"]
                 if found is None or found["vs_baseline"] is None:
@@ -101,7 +124,7 @@ def summarize(variants=VARIANTS) -> dict:
                 rows.append({"variant": variant.name, "student": student, "treatment": treatment,
                              "ran": list(variant.arms), **versus, "beats_direct_and_control": beats_both})
     return {"datasets": list(DATASETS), "seeds": list(SEEDS), "alpha": report.ALPHA, "test": report.TEST,
-            "variants": [dataclasses.asdict(v) for v in variants], "rows": rows}
+            "variants": [dataclasses.asdict(v) for v in variants], "rows": rows, "means": means}
 
 
 def _cell(block: dict | None) -> str:
@@ -139,6 +162,18 @@ def markdown(summary: dict) -> str:
         if winners else
         "No variant made regularized or augmented distillation significantly beat both direct SR and "
         "the control on any dataset.")]
+    arms = ("direct", "baseline", "control", "regularized", "augmented")
+    lines += ["", "## Mean student test R² per dataset", "",
+              "Over seeds; the arms a variant did not run are the suite's. Teacher: mean test R² of the "
+              "λ = 0 and the regularized teacher; λ: median chosen.", "",
+              f"| variant | student | dataset | {' | '.join(arms)} | teacher λ=0 / reg. | λ |",
+              "|---|---|---|" + "---|" * (len(arms) + 2)]
+    number = lambda x, fmt=".3f": "n/a" if x is None else format(x, fmt)
+    for row in summary["means"]:
+        lines.append(f"| {row['variant']} | {row['student']} | {row['dataset']} | "
+                     + " | ".join(number(row[arm]) for arm in arms)
+                     + f" | {number(row['teacher_baseline'])} / {number(row['teacher_regularized'])} | "
+                       f"{number(row['lam'], '.3g')} |")
     return "\n".join(lines) + "\n"
 
 

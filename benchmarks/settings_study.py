@@ -93,13 +93,15 @@ def _mean(values) -> float | None:
 
 def arm_means(variant: Variant, trials: list[dict]) -> list[dict]:
     """Per student and dataset: each arm's mean student test R², the teachers' mean test R² and
-    the median λ of the variant's treatment arms."""
+    the median λ of the variant's treatment arms. A treatment arm the variant did not run is left
+    out (the suite's would not be this variant's)."""
+    shown = lambda arm: not variant.arms or arm in variant.arms or arm in report.REFERENCES
     rows = []
     for student, dataset in sorted({(t["student"], t["dataset"]) for t in trials}):
         mine = [t for t in trials if t["student"] == student and t["dataset"] == dataset]
         of = lambda arm, key: [t[key] for t in mine if t["arm"] == arm]
         rows.append({"variant": variant.name, "student": student, "dataset": dataset,
-                     **{arm: _mean(of(arm, "student_r2_test")) for arm in sweeps.ARMS},
+                     **{arm: _mean(of(arm, "student_r2_test")) if shown(arm) else None for arm in sweeps.ARMS},
                      "teacher_baseline": _mean(of("baseline", "teacher_r2_test")),
                      "teacher_regularized": _mean(of("regularized", "teacher_r2_test")),
                      "lam": statistics.median(of("regularized", "lam")) if of("regularized", "lam") else None})

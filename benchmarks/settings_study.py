@@ -2,13 +2,13 @@
 
 Each variant changes one setting of the recorded suite (``benchmarks/distill_suite.py``) and runs,
 as its own resumable sweep under ``benchmarks/results/settings_study/<variant>/``, only the arms
-that setting changes, on four small datasets where the students sit well below the teacher, seeds
-0–4. An arm a variant leaves unchanged is the same computation as the suite's (same split, seeds
+that setting changes, on four small datasets where the students sit well below the teacher (or
+the datasets it names), seeds 0–4. An arm a variant leaves unchanged is the same computation as the suite's (same split, seeds
 and settings; CPU runs are deterministic), so its trials are read from the suite, not rerun.
 ``summary.md`` and ``summary.json`` then compare every variant's treatment arms with direct SR,
 the λ = 0 baseline and the control, with the suite's paired Wilcoxon test.
 
-Run: ``python benchmarks/settings_study.py [VARIANT ...]`` (default: all, cheapest first);
+Run: ``python benchmarks/settings_study.py [VARIANT ...]`` (default: all, in the order listed);
 ``--summary`` only rewrites the summary from the trials there.
 """
 from __future__ import annotations
@@ -36,6 +36,7 @@ class Variant:
     changes: dict           # SweepSpec fields that differ from the suite's
     arms: tuple[str, ...]   # the arms those changes affect; the others are the suite's trials
     students: tuple[str, ...] = STUDENTS
+    datasets: tuple[str, ...] = DATASETS
 
 
 VARIANTS = (
@@ -58,18 +59,21 @@ VARIANTS = (
     Variant("teacher-128x2", "a 128-128 teacher, 4× the suite's 64-64 hidden-to-hidden weights "
             "(wider ones cost too much on this CPU)", {"teacher": {"widths": [128, 128]}},
             ("baseline", "regularized", "control"), ("operon",)),
+    Variant("grid-more", "the grid variant on four more datasets, for the one setting that moved "
+            "gplearn", {"tuner": "grid"}, ("regularized", "control"),
+            datasets=("yacht", "auto_mpg", "esl", "energy_heating")),
 )
 
 
 def spec_for(variant: Variant) -> sweeps.SweepSpec:
     base = sweeps.SweepSpec.from_settings(storage.read_json(SUITE / "sweep.json"))
-    return dataclasses.replace(base, datasets=DATASETS, students=variant.students, seeds=SEEDS,
+    return dataclasses.replace(base, datasets=variant.datasets, students=variant.students, seeds=SEEDS,
                                arms=variant.arms, **variant.changes)
 
 
 def trials_of(variant: Variant) -> list[dict]:
     """The variant's own trials, and the suite's for the arms it does not change."""
-    wanted = lambda t: t["dataset"] in DATASETS and t["student"] in variant.students and t["seed"] in SEEDS
+    wanted = lambda t: t["dataset"] in variant.datasets and t["student"] in variant.students and t["seed"] in SEEDS
     own = report.load_trials(OUT / variant.name) if any((OUT / variant.name).glob("trials/*.json")) else []
     reused = [t for t in report.load_trials(SUITE) if wanted(t) and t["arm"] not in variant.arms]
     return [t for t in own if wanted(t)] + reused
@@ -126,7 +130,7 @@ def summarize(variants=VARIANTS) -> dict:
                 ) if versus["direct"] and versus["control"] else []
                 rows.append({"variant": variant.name, "student": student, "treatment": treatment,
                              "ran": list(variant.arms), **versus, "beats_direct_and_control": beats_both})
-    return {"datasets": list(DATASETS), "seeds": list(SEEDS), "alpha": report.ALPHA, "test": report.TEST,
+    return {"seeds": list(SEEDS), "alpha": report.ALPHA, "test": report.TEST,
             "variants": [dataclasses.asdict(v) for v in variants], "rows": rows, "means": means}
 
 
@@ -139,12 +143,12 @@ def _cell(block: dict | None) -> str:
 def markdown(summary: dict) -> str:
     lines = [
         "# Settings study: when does regularized distillation beat direct SR and the control?", "",
-        f"Datasets {', '.join(summary['datasets'])}; seeds {', '.join(map(str, summary['seeds']))}. "
+        f"Seeds {', '.join(map(str, summary['seeds']))}. "
         "Each variant changes one setting of the recorded suite (`benchmarks/distill_suite.py`) and "
         "reruns only the arms that setting changes; the other arms are the suite's trials (the same "
         "computation). Produced by `python benchmarks/settings_study.py`.", "",
-        "| variant | what changes | arms run |", "|---|---|---|",
-        *(f"| {v['name']} | {v['what']} | {', '.join(v['arms']) or '(none: the suite)'} |"
+        "| variant | what changes | arms run | datasets |", "|---|---|---|---|",
+        *(f"| {v['name']} | {v['what']} | {', '.join(v['arms']) or '(none: the suite)'} | {', '.join(v['datasets'])} |"
           for v in summary["variants"]), "",
         "Cells: median over datasets of the mean ΔR² (student test R², treatment − reference), then "
         f"datasets won / tied / lost (paired two-sided Wilcoxon over seeds, α = {summary['alpha']}; "

@@ -84,7 +84,11 @@ def prepare(sweep_dir: Path, spec: SweepSpec) -> None:
     sweep_dir = Path(sweep_dir)
     saved = sweep_dir / "sweep.json"
     if saved.exists():
-        if SweepSpec.from_settings(storage.read_json(saved)) != spec:
+        try:
+            earlier = SweepSpec.from_settings(storage.read_json(saved))
+        except (OSError, ValueError, JacdistillError) as exc:  # ValueError: not JSON
+            raise JacdistillError(f"cannot read {saved}: {exc}".splitlines()[0]) from None
+        if earlier != spec:
             raise JacdistillError(f"{sweep_dir} holds a sweep with other settings; use another --out")
         for leftover in (sweep_dir / "trials").glob(".*.tmp"):  # from writes a kill interrupted
             leftover.unlink()

@@ -135,6 +135,10 @@ def test_sweep_json_from_before_a_new_setting_still_resumes(local_sweep, tmp_pat
                                                   "arms": ["direct"]}))
     proc = jd("sweep", *SMALL, "--arms", "direct", "--out", str(older), cwd=tmp_path)
     assert proc.returncode == 0 and "1 trials run" in proc.stdout, proc.stderr
+    (older / "sweep.json").write_text('{"datasets": ')  # cut short
+    proc = jd("sweep", *SMALL, "--arms", "direct", "--out", str(older), cwd=tmp_path)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "cannot read" in lines[0], proc.stderr
 
 
 @pytest.mark.parametrize("args,expected", [

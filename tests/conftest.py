@@ -1,4 +1,6 @@
 """Shared test settings."""
+import signal
+
 import pytest
 import torch
 
@@ -10,3 +12,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def interruptible():
+    """``preexec_fn`` for a child process that must receive Ctrl-C: a shell that starts pytest in
+    the background (``cmd &``) leaves SIGINT ignored, and children inherit that."""
+    return _default_sigint

@@ -379,12 +379,12 @@ def test_same_seed_same_metrics(tmp_path):
 # --------------------------------------------------------------------------- Ctrl-C
 
 @pytest.mark.skipif(os.name != "posix", reason="sends SIGINT")
-def test_interrupt_keeps_finished_files_only(tmp_path):
+def test_interrupt_keeps_finished_files_only(tmp_path, interruptible):
     out = tmp_path / "r"
     proc = subprocess.Popen([str(JACDISTILL), "run", "--dataset", "yacht", "--regularizer", "none",
                              "--student", "tree", "--epochs", "100000", "--patience", "100000",
                              "--out", str(out)], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     try:
         deadline = time.monotonic() + 60
         while not (out / "config.json").exists():

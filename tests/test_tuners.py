@@ -153,14 +153,15 @@ def test_bad_tuner_options_are_one_line_exit_2(tmp_path, args, expected):
     assert not (tmp_path / "runs").exists()  # refused before any run directory or training
 
 
-def test_interrupted_optuna_study_continues_its_trial_count(tmp_path):
+def test_interrupted_optuna_study_continues_its_trial_count(tmp_path, interruptible):
     import optuna
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     args = ("tune", "--dataset", "yacht", "--student", "tree", "--epochs", "300", "--patience", "300",
             "--tuner", "optuna", "--tuner-opt", f"storage={storage}", "--tuner-opt", "n_trials=4")
     first = subprocess.Popen([JACDISTILL, *args, "--out", str(tmp_path / "a")], cwd=tmp_path,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=interruptible)
     deadline = time.time() + 300
     finished = 0
     while time.time() < deadline and first.poll() is None:

@@ -14,6 +14,7 @@ Run: ``python benchmarks/settings_study.py [VARIANT ...]`` (default: all, in the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import statistics
 import sys
 import time
@@ -37,6 +38,11 @@ class Variant:
     arms: tuple[str, ...]   # the arms those changes affect; the others are the suite's trials
     students: tuple[str, ...] = STUDENTS
     datasets: tuple[str, ...] = DATASETS
+
+    def shows(self, arm: str) -> bool:
+        """Whether the variant reports this arm: a reference arm, or a treatment it ran (the
+        suite's treatment trials are not this variant's)."""
+        return not self.arms or arm in self.arms or arm in report.REFERENCES
 
 
 VARIANTS = (
@@ -71,11 +77,16 @@ def spec_for(variant: Variant) -> sweeps.SweepSpec:
                                arms=variant.arms, **variant.changes)
 
 
+@functools.cache
+def suite_trials() -> list[dict]:
+    return report.load_trials(SUITE)
+
+
 def trials_of(variant: Variant) -> list[dict]:
     """The variant's own trials, and the suite's for the arms it does not change."""
     wanted = lambda t: t["dataset"] in variant.datasets and t["student"] in variant.students and t["seed"] in SEEDS
     own = report.load_trials(OUT / variant.name) if any((OUT / variant.name).glob("trials/*.json")) else []
-    reused = [t for t in report.load_trials(SUITE) if wanted(t) and t["arm"] not in variant.arms]
+    reused = [t for t in suite_trials() if wanted(t) and t["arm"] not in variant.arms]
     return [t for t in own if wanted(t)] + reused
 
 
@@ -98,15 +109,13 @@ def _mean(values) -> float | None:
 
 def arm_means(variant: Variant, trials: list[dict]) -> list[dict]:
     """Per student and dataset: each arm's mean student test R², the teachers' mean test R² and
-    the median λ of the variant's treatment arms. A treatment arm the variant did not run is left
-    out (the suite's would not be this variant's)."""
-    shown = lambda arm: not variant.arms or arm in variant.arms or arm in report.REFERENCES
+    the median λ of the regularized arm."""
     rows = []
     for student, dataset in sorted({(t["student"], t["dataset"]) for t in trials}):
         mine = [t for t in trials if t["student"] == student and t["dataset"] == dataset]
         of = lambda arm, key: [t[key] for t in mine if t["arm"] == arm]
         rows.append({"variant": variant.name, "student": student, "dataset": dataset,
-                     **{arm: _mean(of(arm, "student_r2_test")) if shown(arm) else None for arm in sweeps.ARMS},
+                     **{arm: _mean(of(arm, "student_r2_test")) if variant.shows(arm) else None for arm in sweeps.ARMS},
                      "teacher_baseline": _mean(of("baseline", "teacher_r2_test")),
                      "teacher_regularized": _mean(of("regularized", "teacher_r2_test")),
                      "lam": statistics.median(of("regularized", "lam")) if of("regularized", "lam") else None})
@@ -119,7 +128,7 @@ def summarize(variants=VARIANTS) -> dict:
         trials = trials_of(variant)
         means += arm_means(variant, trials)
         for student, block in report.aggregate(trials)["students"].items():
-            for treatment in [arm for arm in report.TREATMENTS if arm in variant.arms or not variant.arms]:
+            for treatment in filter(variant.shows, report.TREATMENTS):
                 found = block if treatment == "regularized" else block["augmented"]
                 if found is None or found["vs_baseline"] is None:
                     continue

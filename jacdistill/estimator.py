@@ -119,10 +119,10 @@ class Distiller(RegressorMixin, BaseEstimator):
         extra = Xs[rng.integers(len(Xs), size=round(self.augment * len(Xs)))]
         X_student = np.vstack([Xs, extra + self.jitter * rng.standard_normal(extra.shape)])
 
-        def fit_student(model):
+        def fit_student(model, seed=None):
             if progress:
                 progress("student", 0, 1)
-            student = student_cls(seed=self.seed, **student_options)
+            student = student_cls(seed=self.seed if seed is None else seed, **student_options)
             try:
                 student.fit(X_student, teacher.predict(model, X_student))
             except (ValueError, TypeError) as exc:  # most often an option value the student rejects

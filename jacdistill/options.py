@@ -44,8 +44,12 @@ class PluginOptions:
 
 
 def parse_option_value(value: Any) -> Any:
+    """A Python literal (``3``, ``[0,1e-3]``, ``True``), the TOML/JSON words ``true`` and
+    ``false``, or the text itself."""
     if not isinstance(value, str):
         return value
+    if value in ("true", "false"):
+        return value == "true"
     try:
         return ast.literal_eval(value)
     except (ValueError, SyntaxError):

@@ -41,8 +41,8 @@ class Trial:
 class Search:
     """Trains teachers and fits students for a tuner, caching by λ and counting the cost.
 
-    ``train(lam_or_schedule)`` returns (model, TrainResult); ``fit_student(model)`` returns a fitted
-    student. Both see only the training rows; validation rows score them. ``fingerprint``
+    ``train(lam_or_schedule)`` returns (model, TrainResult); ``fit_student(model, seed)`` returns a
+    fitted student (seed None: the problem's). Both see only the training rows; validation rows score them. ``fingerprint``
     identifies the problem (data and settings), ``workdir`` is where a tuner may keep files.
     """
 
@@ -75,11 +75,14 @@ class Search:
         self.trials.append(trial)
         return trial
 
-    def student(self, trial: Trial) -> float:
-        """Fit the student on ``trial``'s teacher (once) and return its validation R²."""
+    def student(self, trial: Trial, seed: int | None = None) -> float:
+        """Fit the student on ``trial``'s teacher (once; with ``seed``, else the problem's seed) and
+        return its validation R²."""
         if trial.student is None:
             started = time.perf_counter()
-            trial.student = self._fit_student(trial.model)
+            trial.student = self._fit_student(trial.model, seed)
+            if seed is not None:
+                trial.extra["student_seed"] = seed
             seconds = time.perf_counter() - started
             self.student_fits += 1
             self.student_seconds += seconds

@@ -223,3 +223,11 @@ def test_registry_in_process_discovery(site, monkeypatch):
     assert model.weight.grad is not None and torch.allclose(model.weight.grad, 6 * model.weight.detach())
     monkeypatch.delitem(sys.modules, "jd_inproc", raising=False)
     monkeypatch.delitem(sys.modules, "jd_inproc_broken", raising=False)
+
+
+def test_option_values_parse_as_literals_or_toml_words():
+    from jacdistill.options import parse_key_values
+
+    parsed = parse_key_values(["n=3", "grid=[0, 1e-3]", "on=true", "off=false", "py=True", "name=x"], "--opt")
+    assert parsed == {"n": 3, "grid": [0, 1e-3], "on": True, "off": False, "py": True, "name": "x"}
+    assert isinstance(parsed["on"], bool)

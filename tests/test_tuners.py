@@ -41,6 +41,22 @@ def test_grid_trains_and_distils_every_lambda_and_picks_the_best_student():
     assert trials[-1].teacher_r2_val < trials[0].teacher_r2_val  # λ = 10 flattens the teacher
 
 
+def test_grid_restarts_seed_each_candidates_student_like_the_control():
+    X, y = problem()
+    params = dict(lam="auto", tuner="grid", **{**SMALL, "student": "gplearn", "seed": 3},
+                  student_options={"population_size": 60, "generations": 3})
+    plain = Distiller(**params, tuner_options={"grid": [0.0, 1e-2, 1e-1]}).fit(X, y)
+    restarted = Distiller(**params, tuner_options={"grid": [0.0, 1e-2, 1e-1], "restarts": True}).fit(X, y)
+    assert [t.student.seed for t in plain.search_.trials] == [3, 3, 3]
+    assert [t.extra["student_seed"] for t in restarted.search_.trials] == [3, 1003, 2003]
+    assert [t.student.seed for t in restarted.search_.trials] == [3, 1003, 2003]
+    # candidate 0 (seed 3, λ = 0) is the same fit either way; the reseeded ones are other runs
+    assert restarted.search_.trials[0].student_r2_val == plain.search_.trials[0].student_r2_val
+    assert [t.student.expression() for t in restarted.search_.trials[1:]] != \
+        [t.student.expression() for t in plain.search_.trials[1:]]
+    assert restarted.lam_ == max(restarted.search_.trials, key=lambda t: t.student_r2_val).lam
+
+
 def test_constrained_returns_the_largest_feasible_lambda_without_fitting_students():
     est = fit("constrained", tol=0.05, max_trainings=6)
     trials, compute = est.search_.trials, est.search_.compute()
@@ -141,6 +157,7 @@ def test_run_lam_auto_records_the_tuning(tmp_path):
     (["--tuner-opt", "nosuch=1"], "tuner 'constrained' has no option 'nosuch'"),
     (["--tuner-opt", "tol=-1"], "tol"),
     (["--tuner", "grid", "--tuner-opt", "grid=abc"], "grid"),
+    (["--tuner", "grid", "--tuner-opt", "restarts=yes"], "restarts must be true or false"),
     (["--tuner", "optuna", "--tuner-opt", "n_trials=0"], "n_trials"),
     (["--tuner", "adaptive", "--tuner-opt", "growth=0.5"], "growth"),
     (["--tuner-opt", "novalue"], "--tuner-opt expects KEY=VALUE"),

@@ -38,6 +38,7 @@ class Variant:
     arms: tuple[str, ...]   # the arms those changes affect; the others are the suite's trials
     students: tuple[str, ...] = STUDENTS
     datasets: tuple[str, ...] = DATASETS
+    reuse: tuple[str, ...] = ()  # variants whose trials stand in, before the suite's, for arms not run
 
     def shows(self, arm: str) -> bool:
         """Whether the variant reports this arm: a reference arm, or a treatment it ran (the
@@ -68,6 +69,11 @@ VARIANTS = (
     Variant("grid-more", "the grid variant on four more datasets, for the one setting that moved "
             "gplearn", {"tuner": "grid"}, ("regularized", "control"),
             datasets=("yacht", "auto_mpg", "esl", "energy_heating")),
+    Variant("grid-restarts", "the grid tuner with restarts: candidate i's student seeded seed + 1000·i, "
+            "as the control seeds its candidates, so both choose among six independent student runs "
+            "(control: the grid variants', the same k = 6 computation)",
+            {"tuner": "grid", "tuner_options": {"restarts": True}}, ("regularized",), ("gplearn",),
+            datasets=DATASETS + ("yacht", "auto_mpg", "esl", "energy_heating"), reuse=("grid", "grid-more")),
 )
 
 
@@ -83,11 +89,20 @@ def suite_trials() -> list[dict]:
 
 
 def trials_of(variant: Variant) -> list[dict]:
-    """The variant's own trials, and the suite's for the arms it does not change."""
+    """The variant's own trials; for the arms it does not run, those of the variants it reuses,
+    then the suite's."""
     wanted = lambda t: t["dataset"] in variant.datasets and t["student"] in variant.students and t["seed"] in SEEDS
-    own = report.load_trials(OUT / variant.name) if any((OUT / variant.name).glob("trials/*.json")) else []
-    reused = [t for t in suite_trials() if wanted(t) and t["arm"] not in variant.arms]
-    return [t for t in own if wanted(t)] + reused
+    key = lambda t: (t["dataset"], t["student"], t["arm"], t["seed"])
+    found: dict[tuple, dict] = {}
+    for name in (variant.name, *variant.reuse):
+        if any((OUT / name).glob("trials/*.json")):
+            for t in report.load_trials(OUT / name):
+                if wanted(t) and (name == variant.name or t["arm"] not in variant.arms):
+                    found.setdefault(key(t), t)
+    for t in suite_trials():
+        if wanted(t) and t["arm"] not in variant.arms:
+            found.setdefault(key(t), t)
+    return list(found.values())
 
 
 def run(variant: Variant, workers: int = 2) -> None:

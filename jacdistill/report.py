@@ -188,6 +188,18 @@ def compare(treatment: list[dict], reference: list[dict], alpha: float = ALPHA) 
     }
 
 
+def median_paired_delta(treatment: list[dict], reference: list[dict], key: str) -> float | None:
+    """Median over datasets of the mean seed-paired difference in ``key`` (e.g. the teacher's test
+    R²), over the (dataset, seed) pairs with a finite value in both; None with none."""
+    a = {(t["dataset"], t["seed"]): _value(t.get(key)) for t in treatment}
+    b = {(t["dataset"], t["seed"]): _value(t.get(key)) for t in reference}
+    by_dataset: dict[str, list[float]] = {}
+    for pair in set(a) & set(b):
+        if a[pair] is not None and b[pair] is not None:
+            by_dataset.setdefault(pair[0], []).append(a[pair] - b[pair])
+    return statistics.median(statistics.fmean(d) for d in by_dataset.values()) if by_dataset else None
+
+
 def _treatment_block(by_arm: dict[str, list[dict]], arm: str) -> dict:
     """One treatment arm against baseline (flat headline keys), direct and control; a key or
     block is None where an arm it needs is absent."""
@@ -201,6 +213,8 @@ def _treatment_block(by_arm: dict[str, list[dict]], arm: str) -> dict:
         "wins": get("baseline", "wins"), "ties": get("baseline", "ties"), "losses": get("baseline", "losses"),
         "median_delta_r2_vs_direct": get("direct", "median_delta_r2"),
         "median_delta_r2_vs_control": get("control", "median_delta_r2"),
+        **{f"median_delta_{key}": median_paired_delta(by_arm[arm], by_arm["baseline"], f"{key}_test")
+           if arm in by_arm and "baseline" in by_arm else None for key in ("teacher_r2", "fidelity_r2")},
         **{f"vs_{ref}": blocks[ref] for ref in REFERENCES},
     }
 
@@ -208,7 +222,8 @@ def _treatment_block(by_arm: dict[str, list[dict]], arm: str) -> dict:
 def aggregate(trials: list[dict]) -> dict:
     """Per student: "regularized" against "baseline" (the flat keys ``mean_relative_gain``,
     ``median_delta_r2``, ``wins``, ``ties``, ``losses``, plus ``median_delta_r2_vs_direct`` and
-    ``median_delta_r2_vs_control``), the full comparison blocks ``vs_baseline``, ``vs_direct`` and
+    ``median_delta_r2_vs_control``; ``median_delta_teacher_r2`` and ``median_delta_fidelity_r2``:
+    did the teacher keep its accuracy, did the student follow it more closely), the full comparison blocks ``vs_baseline``, ``vs_direct`` and
     ``vs_control``, and the same for "augmented" under ``augmented`` (None without that arm).
     Trials whose student test R² is null are failures: counted per arm, excluded pairwise."""
     students = {}
@@ -324,6 +339,8 @@ def _headline_rows(students: dict, treatment: str) -> list[dict]:
             "W / T / L vs direct": _wtl(block["vs_direct"]),
             "median ΔR² vs control": _signed(block["median_delta_r2_vs_control"]),
             "W / T / L vs control": _wtl(block["vs_control"]),
+            "median Δ teacher R²": _signed(block["median_delta_teacher_r2"]),
+            "median Δ fidelity": _signed(block["median_delta_fidelity_r2"]),
         })
     return rows
 
@@ -443,7 +460,9 @@ def render_markdown(sweep_dir: str | Path, trials: list[dict], agg: dict, table_
     out += ["", "## Regularized vs baseline, per student", "",
             "Student test R², paired on (dataset, seed). W / T / L: datasets won, tied, lost "
             f"(two-sided Wilcoxon signed-rank over seeds, α = {ALPHA}). Mean relative gain: per dataset "
-            "(mean regularized − mean baseline) / |mean baseline|, averaged over datasets.", "",
+            "(mean regularized − mean baseline) / |mean baseline|, averaged over datasets. Δ teacher R² "
+            "and Δ fidelity (student vs teacher R²): treatment − baseline, test rows, median over datasets "
+            "of the seed-paired mean.", "",
             _table(_headline_rows(agg["students"], "regularized")), ""]
     if any(a["augmented"] for a in agg["students"].values()):
         out += ["## Augmented vs baseline, per student", "",

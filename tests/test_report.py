@@ -168,6 +168,22 @@ def test_aggregate_against_hand_computed_values(sweep):
         statistics.fmean(REG["beta"][:2]) - statistics.fmean(CONTROL["beta"])])
     assert s["median_delta_r2_vs_control"] == pytest.approx(expected)
     assert s["augmented"] is None
+    # fidelity is student R² + 0.05 in every arm, the teacher 0.95: the fidelity change is the R² change
+    assert s["median_delta_fidelity_r2"] == pytest.approx(MEDIAN_DELTA)
+    assert s["median_delta_teacher_r2"] == pytest.approx(0.0)
+
+
+def test_teacher_and_fidelity_changes_are_seed_paired_medians_over_datasets(tmp_path):
+    teacher = {("a", "baseline"): [0.90, 0.92, 0.94], ("a", "regularized"): [0.89, 0.92, 0.96],
+               ("b", "baseline"): [0.80, 0.80, 0.80], ("b", "regularized"): [0.70, 0.75, None],
+               ("c", "baseline"): [0.5, 0.5, 0.5], ("c", "regularized"): [0.6, 0.6, 0.6]}
+    trials = [trial(ds, arm, seed, 0.5, teacher_r2_test=value, fidelity_r2_test=0.1 * seed + (arm == "regularized"))
+              for (ds, arm), values in teacher.items() for seed, value in enumerate(values)]
+    s = report.aggregate(report.load_trials(write(tmp_path / "s", trials)))["students"]["operon"]
+    # per dataset: a (−0.01 + 0 + 0.02)/3, b (−0.10 − 0.05)/2 (seed 2 has no teacher R²), c +0.1
+    assert s["median_delta_teacher_r2"] == pytest.approx(0.01 / 3)
+    assert s["median_delta_fidelity_r2"] == pytest.approx(1.0)
+
 
 
 def test_failed_trial_is_counted_and_its_pair_excluded(tmp_path):

@@ -223,8 +223,8 @@ def aggregate(trials: list[dict]) -> dict:
     """Per student: "regularized" against "baseline" (the flat keys ``mean_relative_gain``,
     ``median_delta_r2``, ``wins``, ``ties``, ``losses``, plus ``median_delta_r2_vs_direct`` and
     ``median_delta_r2_vs_control``; ``median_delta_teacher_r2`` and ``median_delta_fidelity_r2``:
-    did the teacher keep its accuracy, did the student follow it more closely), the full comparison blocks ``vs_baseline``, ``vs_direct`` and
-    ``vs_control``, and the same for "augmented" under ``augmented`` (None without that arm).
+    did the teacher keep its accuracy, did the student follow it more closely), the full comparison
+    blocks ``vs_baseline``, ``vs_direct`` and ``vs_control``, and the same for "augmented" under ``augmented`` (None without that arm).
     Trials whose student test R² is null are failures: counted per arm, excluded pairwise."""
     students = {}
     for student in sorted({t["student"] for t in trials}):

@@ -153,9 +153,11 @@ def _direct(spec, data, student, seed, sweep_dir) -> dict:
 
 
 def _control(spec, data, student, seed, sweep_dir) -> dict:
+    from jacdistill.tuning import restart_seed
+
     regularized = storage.read_json(trial_path(sweep_dir, data.name, student, "regularized", seed))
     k = regularized["tuning"]["compute"]["teacher_trainings"] if "tuning" in regularized else 1
-    candidates = [_distilled(spec, data, student, seed + 1000 * i, sweep_dir, regularizer="none", lam=0.0)
+    candidates = [_distilled(spec, data, student, restart_seed(seed, i), sweep_dir, regularizer="none", lam=0.0)
                   for i in range(k)]
     best = max(candidates, key=lambda m: -np.inf if m["student_r2_val"] != m["student_r2_val"]
                else m["student_r2_val"])

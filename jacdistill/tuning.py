@@ -15,6 +15,12 @@ from jacdistill.metrics import r2
 from jacdistill.teacher import TrainResult
 
 
+def restart_seed(seed: int, i: int) -> int:
+    """The seed of the i-th of several independent restarts of a run seeded ``seed`` (i = 0: the
+    run itself); shared by the grid tuner's student restarts and the sweep's control arm."""
+    return seed + 1000 * i
+
+
 @dataclass
 class Trial:
     """One trained teacher (and, once fitted, its student) for one λ or λ schedule."""
@@ -42,7 +48,8 @@ class Search:
     """Trains teachers and fits students for a tuner, caching by λ and counting the cost.
 
     ``train(lam_or_schedule)`` returns (model, TrainResult); ``fit_student(model, seed)`` returns a
-    fitted student (seed None: the problem's). Both see only the training rows; validation rows score them. ``fingerprint``
+    fitted student (seed None: the problem's). Both see only the training rows; validation rows
+    score them. ``fingerprint``
     identifies the problem (data and settings), ``workdir`` is where a tuner may keep files.
     """
 

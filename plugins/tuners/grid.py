@@ -1,9 +1,10 @@
 """``grid``: the paper's protocol — a teacher and a student for every λ of a grid, pick by the
-student's validation R². With ``restarts``, candidate i's student is seeded seed + 1000·i (as the
+student's validation R². With ``restarts``, candidate i's student gets the i-th restart seed (as the
 sweep's control seeds its candidates), so the choice is among independent student runs too."""
 import math
 
 from jacdistill import JacdistillError, Tuner, hookimpl
+from jacdistill.tuning import restart_seed
 
 
 def score(value) -> float:
@@ -28,7 +29,7 @@ class GridTuner(Tuner):
         trials = []
         for i, lam in enumerate(self.options["grid"]):
             trial = search.teacher(lam)
-            search.student(trial, self.seed + 1000 * i if self.options["restarts"] else None)
+            search.student(trial, restart_seed(self.seed, i) if self.options["restarts"] else None)
             trials.append(trial)
         return max(trials, key=lambda t: score(t.student_r2_val))
 

@@ -1,4 +1,4 @@
-# Two entry points for a fresh machine: `make demo` and `make test`.
+# Entry points for a fresh machine: `make demo`, `make test` and `make lint`.
 # Each creates .venv, installs torch 2.13.0 pinned first (a CPU wheel; an unpinned torch would pull
 # a multi-GB CUDA build), then jacdistill with its test extras.
 VENV ?= .venv
@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-.PHONY: install demo test
+.PHONY: install demo test lint
 install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
@@ -20,3 +20,8 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy

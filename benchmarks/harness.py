@@ -1,4 +1,4 @@
-"""Shared benchmark plumbing: interleaved timing, result files with provenance, plain tables."""
+"""Shared benchmark plumbing: interleaved timing and result files with provenance."""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,7 +9,9 @@ from typing import Callable
 
 from jacdistill import provenance, storage
 
-RESULTS_DIR = Path("benchmarks") / "results"
+# where the standalone scripts (python benchmarks/<name>.py) keep their results: this folder,
+# whatever the working directory; ``jacdistill bench`` writes only where its --out says
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def interleaved_medians(cells: dict[str, Callable[[], None]], rounds: int, repeats: int,
@@ -31,8 +33,8 @@ def interleaved_medians(cells: dict[str, Callable[[], None]], rounds: int, repea
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def save(name: str, rows: list[dict], settings: dict, device: str = "cpu",
-         out_dir: str | Path = RESULTS_DIR, **extra) -> Path:
+def save(name: str, rows: list[dict], settings: dict, device: str, out_dir: str | Path,
+         **extra) -> Path:
     """Write ``<out_dir>/<name>-<device>.json`` atomically with machine, versions and ``extra``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -42,13 +44,3 @@ def save(name: str, rows: list[dict], settings: dict, device: str = "cpu",
                               "versions": provenance.package_versions(), "settings": settings,
                               "rows": rows, **extra})
     return path
-
-
-def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
-    """A Markdown table of ``rows`` with (key, format) ``columns``."""
-    cells = [[format(row[key], fmt) if row[key] is not None else "" for key, fmt in columns] for row in rows]
-    header = [key for key, _ in columns]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
-    line = lambda values: "| " + " | ".join(v.rjust(w) for v, w in zip(values, widths)) + " |"
-    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-                      *(line(c) for c in cells)])

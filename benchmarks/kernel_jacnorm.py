@@ -308,6 +308,6 @@ def settings(interpret: bool = False, activation: str = ACTIVATION, lam: float =
 
 
 if __name__ == "__main__":
-    from jacdistill.cli import cli
+    from jacdistill.benchmarks.commands import run_standalone
 
-    cli(["bench", "kernel", *sys.argv[1:]])
+    run_standalone("kernel", sys.argv[1:])

@@ -20,11 +20,14 @@ import sys
 import time
 from pathlib import Path
 
-from jacdistill import report, storage
+from jacdistill import storage
 from jacdistill import sweep as sweeps
+from jacdistill.report import loading, stats
+from jacdistill.trials import ARMS, REFERENCES, TREATMENTS
 
-SUITE = Path("benchmarks/results/distill_suite")
-OUT = Path("benchmarks/results/settings_study")
+RESULTS = Path(__file__).resolve().parent / "results"  # not the working directory
+SUITE = RESULTS / "distill_suite"
+OUT = RESULTS / "settings_study"
 DATASETS = ("servo", "machine_cpu", "real_estate", "concrete")
 SEEDS = (0, 1, 2, 3, 4)
 STUDENTS = ("operon", "gplearn", "tree")
@@ -43,7 +46,7 @@ class Variant:
     def shows(self, arm: str) -> bool:
         """Whether the variant reports this arm: a reference arm, or a treatment it ran (the
         suite's treatment trials are not this variant's)."""
-        return not self.arms or arm in self.arms or arm in report.REFERENCES
+        return not self.arms or arm in self.arms or arm in REFERENCES
 
 
 VARIANTS = (
@@ -85,7 +88,7 @@ def spec_for(variant: Variant) -> sweeps.SweepSpec:
 
 @functools.cache
 def suite_trials() -> list[dict]:
-    return report.load_trials(SUITE)
+    return loading.load_trials(SUITE)
 
 
 def trials_of(variant: Variant) -> list[dict]:
@@ -96,7 +99,7 @@ def trials_of(variant: Variant) -> list[dict]:
     found: dict[tuple, dict] = {}
     for name in (variant.name, *variant.reuse):
         if any((OUT / name).glob("trials/*.json")):
-            for t in report.load_trials(OUT / name):
+            for t in loading.load_trials(OUT / name):
                 if wanted(t) and (name == variant.name or t["arm"] not in variant.arms):
                     found.setdefault(key(t), t)
     for t in suite_trials():
@@ -130,7 +133,7 @@ def arm_means(variant: Variant, trials: list[dict]) -> list[dict]:
         mine = [t for t in trials if t["student"] == student and t["dataset"] == dataset]
         of = lambda arm, key: [t[key] for t in mine if t["arm"] == arm]
         rows.append({"variant": variant.name, "student": student, "dataset": dataset,
-                     **{arm: _mean(of(arm, "student_r2_test")) if variant.shows(arm) else None for arm in sweeps.ARMS},
+                     **{arm: _mean(of(arm, "student_r2_test")) if variant.shows(arm) else None for arm in ARMS},
                      "teacher_baseline": _mean(of("baseline", "teacher_r2_test")),
                      "teacher_regularized": _mean(of("regularized", "teacher_r2_test")),
                      "lam": statistics.median(of("regularized", "lam")) if of("regularized", "lam") else None})
@@ -142,19 +145,19 @@ def summarize(variants=VARIANTS) -> dict:
     for variant in variants:
         trials = trials_of(variant)
         means += arm_means(variant, trials)
-        for student, block in report.aggregate(trials)["students"].items():
-            for treatment in filter(variant.shows, report.TREATMENTS):
+        for student, block in stats.aggregate(trials)["students"].items():
+            for treatment in filter(variant.shows, TREATMENTS):
                 found = block if treatment == "regularized" else block["augmented"]
                 if found is None or found["vs_baseline"] is None:
                     continue
-                versus = {ref: found[f"vs_{ref}"] for ref in report.REFERENCES}
+                versus = {ref: found[f"vs_{ref}"] for ref in REFERENCES}
                 beats_both = sorted(
                     {r["dataset"] for r in versus["direct"]["per_dataset"] if r["outcome"] == "win"}
                     & {r["dataset"] for r in versus["control"]["per_dataset"] if r["outcome"] == "win"}
                 ) if versus["direct"] and versus["control"] else []
                 rows.append({"variant": variant.name, "student": student, "treatment": treatment,
                              "ran": list(variant.arms), **versus, "beats_direct_and_control": beats_both})
-    return {"seeds": list(SEEDS), "alpha": report.ALPHA, "test": report.TEST,
+    return {"seeds": list(SEEDS), "alpha": stats.ALPHA, "test": stats.TEST,
             "variants": [dataclasses.asdict(v) for v in variants], "rows": rows, "means": means}
 
 

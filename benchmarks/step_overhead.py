@@ -75,5 +75,5 @@ COLUMNS = [("net", ""), ("batch", ""), ("activation", ""), ("regularizer", ""), 
 
 
 if __name__ == "__main__":
-    from jacdistill.cli import cli
-    cli(["bench", "step", *sys.argv[1:]])
+    from jacdistill.benchmarks.commands import run_standalone
+    run_standalone("step", sys.argv[1:])

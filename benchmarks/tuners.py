@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from jacdistill import pipeline
+from jacdistill import evaluation
 from jacdistill.data import load_bundled
 
 DATASETS = ("yacht", "auto_mpg", "real_estate", "concrete")
@@ -27,7 +27,7 @@ STUDENT = ("operon", {"generations": 50, "population_size": 300, "max_evaluation
 def measure(datasets=DATASETS, seeds=SEEDS, tuners=TUNERS, log=lambda line: None) -> list[dict]:
     """One row per (dataset, seed, method): λ, test R² of teacher and student, seconds, compute."""
     torch.set_num_threads(1)
-    pipeline.fit_and_score(load_bundled(datasets[0]), dict(lam=0.0, student="tree", epochs=2))  # warm-up
+    evaluation.fit_and_score(load_bundled(datasets[0]), dict(lam=0.0, student="tree", epochs=2))  # warm-up
     rows = []
     for name in datasets:
         data = load_bundled(name)
@@ -37,7 +37,7 @@ def measure(datasets=DATASETS, seeds=SEEDS, tuners=TUNERS, log=lambda line: None
                 params = dict(regularizer="jacobian", lam=lam, tuner=method if lam == "auto" else "constrained",
                               tuner_options=options, student=STUDENT[0], student_options=STUDENT[1], seed=seed)
                 started, cpu_started = time.perf_counter(), time.process_time()
-                metrics = pipeline.fit_and_score(data, params).metrics
+                metrics = evaluation.fit_and_score(data, params).metrics
                 seconds, wall = time.process_time() - cpu_started, time.perf_counter() - started
                 compute = metrics.get("tuning", {}).get("compute", {"teacher_trainings": 1, "student_fits": 1})
                 rows.append({"dataset": name, "seed": seed, "tuner": method, "lam": metrics["lam"],
@@ -78,5 +78,5 @@ COLUMNS = [("dataset", ""), ("tuner", ""), ("lam", ".3g"), ("student_r2_test", "
 
 
 if __name__ == "__main__":
-    from jacdistill.cli import cli
-    cli(["bench", "tuners", *sys.argv[1:]])
+    from jacdistill.benchmarks.commands import run_standalone
+    run_standalone("tuners", sys.argv[1:])

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 __all__ = ["Distiller", "JacdistillError", "Regularizer", "Student", "Tuner", "hookimpl", "__version__"]
 
 _LAZY = {"Distiller": "jacdistill.estimator", "Regularizer": "jacdistill.contracts",
-         "Student": "jacdistill.contracts", "Tuner": "jacdistill.contracts"}
+         "Student": "jacdistill.contracts", "Tuner": "jacdistill.search"}
 
 
 def __getattr__(name):  # torch, sklearn and sympy load on first use, so the CLI starts fast

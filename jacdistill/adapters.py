@@ -14,7 +14,9 @@ class EstimatorStudent(Student):
     """A student backed by an estimator class with ``fit``/``predict`` and a ``random_state``.
 
     ``defaults`` are jacdistill's choices for the estimator's parameters; any other parameter of
-    the estimator may be set too (``--student-opt generations=50``).
+    the estimator may be set too (``--student-opt generations=50``). ``constraints`` declare the
+    values of those that matter, so that a bad one fails before the teacher is trained; the
+    estimator checks the others itself when fitted.
     """
 
     seed_parameter: ClassVar[str] = "random_state"
@@ -36,22 +38,6 @@ class EstimatorStudent(Student):
         estimator = cls.estimator_class()
         return (f"{', '.join(sorted(cls.defaults))}, or any parameter of "
                 f"{estimator.__module__.split('.')[0]}'s {estimator.__name__}")
-
-    @classmethod
-    def resolve_options(cls, given: dict[str, Any]) -> dict[str, Any]:
-        """Check names and, where the estimator declares scikit-learn parameter constraints,
-        values too, so that a bad value fails before the teacher is trained."""
-        options = super().resolve_options(given)
-        estimator = cls.estimator_class()(**options)
-        constraints = getattr(estimator, "_parameter_constraints", None)
-        if isinstance(constraints, dict):
-            from sklearn.utils._param_validation import validate_parameter_constraints
-            try:
-                validate_parameter_constraints(constraints, estimator.get_params(deep=False),
-                                               caller_name=type(estimator).__name__)
-            except (ValueError, TypeError) as exc:
-                raise JacdistillError(f"{cls.kind} '{cls.name}': {exc}".splitlines()[0]) from None
-        return options
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "EstimatorStudent":
         options: dict[str, Any] = {**self.options, self.seed_parameter: self.seed}

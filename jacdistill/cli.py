@@ -1,6 +1,7 @@
 """The ``jacdistill`` command line: a thin layer over :mod:`jacdistill.pipeline` and the registry."""
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -10,12 +11,32 @@ import click
 
 from jacdistill import __version__
 from jacdistill.options import JacdistillError, parse_key_values
+from jacdistill.trials import ARMS, DEFAULT_SEEDS, DEFAULT_STUDENTS
 
 DEFAULT_DATASET = "airfoil"
 
 
 class Jacdistill(click.Group):
-    """Every user error (bad option, bad data, unknown plugin) is one line on stderr and exit 2."""
+    """Every user error (bad option, bad data, unknown plugin) is one line on stderr and exit 2.
+
+    Plugins' commands (the ``register_commands`` hook) are added the first time a command name is
+    not a built-in one: loading plugins imports torch and more, which ``--help`` need not pay for.
+    """
+
+    plugin_commands_added = False
+
+    def get_command(self, ctx, cmd_name):
+        command = super().get_command(ctx, cmd_name)
+        if command is None and not self.plugin_commands_added:
+            self.add_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def add_plugin_commands(self) -> None:
+        from jacdistill.registry import registry
+
+        self.plugin_commands_added = True
+        registry().add_commands(self)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         warnings.showwarning = lambda message, *_, **__: click.echo(f"warning: {message}", err=True)
@@ -38,7 +59,8 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-@click.group(cls=Jacdistill)
+@click.group(cls=Jacdistill, epilog="Plugins can add more commands, loaded when named: jacdistill's "
+             "own add 'bench' (see 'jacdistill bench --help').")
 @click.version_option(__version__, prog_name="jacdistill")
 def cli():
     """Distil a neural network into a formula a person can read."""
@@ -88,30 +110,62 @@ class Bars:
             self.bar = None
 
 
+@functools.cache
+def distiller_defaults() -> dict:
+    """The Distiller's own defaults: the one source of the CLI's."""
+    from jacdistill.estimator import Distiller
+
+    return Distiller().get_params()
+
+
+class DistillerOption(click.Option):
+    """An option whose default is the Distiller parameter of the same name, read only when needed
+    (importing the estimator loads torch, which ``jacdistill --help`` need not pay for)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, show_default=True, **kwargs)
+
+    def get_default(self, ctx, call=True):
+        value = distiller_defaults()[self.name]
+        return ",".join(map(str, value)) if isinstance(value, tuple) else value  # as typed: 64,64
+
+
+class ActivationChoice(click.Choice):
+    """The teacher's activations, listed where they are defined (read when first needed)."""
+
+    def __init__(self):
+        self.case_sensitive = True
+
+    @property
+    def choices(self):
+        from jacdistill.teacher import ACTIVATIONS
+
+        return tuple(ACTIVATIONS)
+
+
 PROBLEM_OPTIONS = [  # what defines one distillation problem; shared by run and tune
     click.option("--dataset", help=f"Bundled dataset (see `jacdistill datasets`); default {DEFAULT_DATASET}."),
     click.option("--data", type=click.Path(dir_okay=False), help="CSV or Parquet file of your own."),
     click.option("--target", help="Target column (default: the last column)."),
-    click.option("--regularizer", default="jacobian", show_default=True, help="Smoothness penalty plugin."),
+    click.option("--regularizer", cls=DistillerOption, help="Smoothness penalty plugin."),
     click.option("--reg-opt", multiple=True, metavar="KEY=VALUE", help="Option for the regularizer."),
     click.option("--backend", help="Regularizer backend, e.g. auto, autograd, analytic (jacobian)."),
-    click.option("--reg-every", type=click.IntRange(min=1), default=1, show_default=True,
+    click.option("--reg-every", cls=DistillerOption, type=click.IntRange(min=1),
                  help="Apply the penalty every K steps with weight K·λ."),
-    click.option("--tuner", default="constrained", show_default=True, help="λ tuner plugin."),
+    click.option("--tuner", cls=DistillerOption, help="λ tuner plugin."),
     click.option("--tuner-opt", multiple=True, metavar="KEY=VALUE", help="Option for the tuner."),
-    click.option("--student", default="operon", show_default=True, help="Student plugin."),
+    click.option("--student", cls=DistillerOption, help="Student plugin."),
     click.option("--student-opt", multiple=True, metavar="KEY=VALUE", help="Option for the student."),
-    click.option("--widths", default="64,64", show_default=True, callback=parse_widths,
-                 help="Hidden layer widths of the teacher MLP."),
-    click.option("--activation", type=click.Choice(["silu", "tanh", "relu"]), default="silu",
-                 show_default=True),
-    click.option("--epochs", type=click.IntRange(min=1), default=500, show_default=True,
+    click.option("--widths", cls=DistillerOption, callback=parse_widths,
+                 help="Hidden layer widths of the teacher MLP, e.g. 64,64."),
+    click.option("--activation", cls=DistillerOption, type=ActivationChoice()),
+    click.option("--epochs", cls=DistillerOption, type=click.IntRange(min=1),
                  help="Maximum teacher epochs (early stopping on validation MSE)."),
-    click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
-    click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True),
-    click.option("--patience", type=click.IntRange(min=1), default=40, show_default=True),
-    click.option("--seed", type=int, default=0, show_default=True),
-    click.option("--device", default="cpu", show_default=True, help="cpu, or cuda when available."),
+    click.option("--batch-size", cls=DistillerOption, type=click.IntRange(min=1)),
+    click.option("--lr", cls=DistillerOption, type=click.FloatRange(min=0, min_open=True)),
+    click.option("--patience", cls=DistillerOption, type=click.IntRange(min=1)),
+    click.option("--seed", cls=DistillerOption, type=int),
+    click.option("--device", cls=DistillerOption, help="cpu, or cuda when available."),
     click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
                  help="Torch CPU threads: one is as fast for small MLPs and robust on a busy machine."),
     click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/<time>-…)."),
@@ -160,29 +214,30 @@ def start_run_dir(command, table, params, resolved, out, **settings):
     import torch
 
     from jacdistill import pipeline, provenance
+    from jacdistill.data import SPLIT
 
     return pipeline.prepare_run_dir(out or pipeline.default_run_dir(table, params, command), {
         "command": command, "torch_threads": torch.get_num_threads(), "dataset": table.name, "target": table.target_name,
         "features": table.feature_names, **settings, **params, "resolved_options": resolved,
-        "split": {"train": 0.70, "val": 0.15, "test": 0.15}, "versions": provenance.package_versions()})
+        "split": SPLIT, "versions": provenance.package_versions()})
 
 
 @cli.command()
 @problem_options
-@click.option("--lam", default="auto", show_default=True, callback=parse_lam,
+@click.option("--lam", cls=DistillerOption, callback=parse_lam,
               help="Penalty weight λ, or auto: chosen by --tuner on the validation rows.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json to stdout.")
 @click.option("--no-baseline", is_flag=True, help="Skip the λ = 0 baseline fit.")
 def run(dataset, data, target, lam, out, as_json, no_baseline, **opts):
     """Train a smooth teacher, distil it into a formula, compare with the λ = 0 baseline."""
-    from jacdistill import pipeline
+    from jacdistill import evaluation, pipeline
 
     table, params, resolved = load_problem(dataset, data, target, lam, opts)
     run_dir = start_run_dir("run", table, params, resolved, out, data_file=data, baseline=not no_baseline)
     bars = Bars(enabled=not as_json and sys.stderr.isatty())
     started = time.perf_counter()
     try:
-        main, base = pipeline.run(table, params, baseline=not no_baseline, progress=bars, workdir=run_dir)
+        main, base = evaluation.run(table, params, baseline=not no_baseline, progress=bars, workdir=run_dir)
     finally:
         bars.close()
     pipeline.write_run(run_dir, table, main, base)
@@ -197,13 +252,13 @@ def run(dataset, data, target, lam, out, as_json, no_baseline, **opts):
 @click.option("--json", "as_json", is_flag=True, help="Print the tuning report as JSON.")
 def tune(dataset, data, target, out, as_json, **opts):
     """Choose λ with a tuner and report every trial, the compute spent and a plot of R² against λ."""
-    from jacdistill import pipeline
+    from jacdistill import evaluation, pipeline
 
     table, params, resolved = load_problem(dataset, data, target, "auto", opts)
     run_dir = start_run_dir("tune", table, params, resolved, out, data_file=data)
     bars = Bars(enabled=not as_json and sys.stderr.isatty())
     try:
-        report = pipeline.tune(table, params, progress=bars, workdir=run_dir)
+        report = evaluation.tune(table, params, progress=bars, workdir=run_dir)
     finally:
         bars.close()
     pipeline.write_tuning(run_dir, report)
@@ -293,9 +348,9 @@ def split_list(value: str | None, cast=str) -> tuple | None:
 @cli.command()
 @click.option("--config", type=click.Path(dir_okay=False), help="TOML file describing the grid; flags override it.")
 @click.option("--datasets", help="Comma-separated bundled datasets (default: all).")
-@click.option("--students", help="Comma-separated students (default: operon,gplearn,tree).")
-@click.option("--seeds", help="Comma-separated seeds (default: 0,1,2,3,4).")
-@click.option("--arms", help="Comma-separated arms (default: direct,baseline,regularized,augmented,control).")
+@click.option("--students", help=f"Comma-separated students (default: {','.join(DEFAULT_STUDENTS)}).")
+@click.option("--seeds", help=f"Comma-separated seeds (default: {','.join(map(str, DEFAULT_SEEDS))}).")
+@click.option("--arms", help=f"Comma-separated arms (default: {','.join(ARMS)}).")
 @click.option("--regularizer", help="Smoothness penalty plugin (default: jacobian).")
 @click.option("--tuner", help="λ tuner for the regularized arms (default: constrained).")
 @click.option("--lam", callback=parse_lam, help="Fixed λ for the regularized arms instead of tuning (default: auto).")
@@ -311,62 +366,28 @@ def split_list(value: str | None, cast=str) -> tuple | None:
 def sweep(config, datasets, students, seeds, arms, regularizer, tuner, lam, tuner_opt, student_opt, epochs,
           executor, scheduler, workers, out):
     """Run a resumable grid of distillation trials: datasets × students × arms × seeds."""
-    import tomllib
     from pathlib import Path
 
-    from jacdistill import sweep as sweeps
-    from jacdistill.data import bundled_datasets
+    from tqdm import tqdm
 
-    settings = {}
-    if config:
-        try:
-            settings = tomllib.loads(Path(config).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise JacdistillError(f"cannot read config {config}: {exc}") from None
+    from jacdistill import sweep as sweeps
+
     flags = {"datasets": split_list(datasets), "students": split_list(students),
              "seeds": split_list(seeds, int), "arms": split_list(arms), "regularizer": regularizer,
-             "tuner": tuner, "lam": lam}
-    settings.update({k: v for k, v in flags.items() if v is not None})
-    settings.setdefault("datasets", tuple(row["name"] for row in bundled_datasets()))
-    settings.setdefault("students", ("operon", "gplearn", "tree"))
-    settings.setdefault("seeds", (0, 1, 2, 3, 4))
-    settings["tuner_options"] = {**settings.get("tuner_options", {}), **parse_key_values(tuner_opt, "--tuner-opt")}
-    per_student = {name: dict(opts) for name, opts in settings.get("student_options", {}).items()}
-    for key, value in parse_key_values(student_opt, "--student-opt").items():
-        name, dot, option = key.partition(".")
-        if not dot:
-            raise JacdistillError(f"--student-opt expects STUDENT.KEY=VALUE, got '{key}={value}'")
-        per_student.setdefault(name, {})[option] = value
-    settings["student_options"] = per_student
-    if epochs is not None:
-        settings["teacher"] = {**settings.get("teacher", {}), "epochs": epochs}
-    spec = sweeps.SweepSpec.from_settings(settings)
-    check_sweep(spec)
+             "tuner": tuner, "lam": lam, "epochs": epochs}
+    spec = sweeps.spec_from(config, flags, parse_key_values(tuner_opt, "--tuner-opt"),
+                            parse_key_values(student_opt, "--student-opt"))
+    sweeps.check(spec)
     sweeps.prepare(Path(out), spec)
-    todo = sum(not sweeps.trial_path(Path(out), d, s, arm, seed).exists()
-               for d, s, seed in spec.units() for arm in spec.arms)
+    todo = len(sweeps.missing(Path(out), spec))
     total = len(spec.units()) * len(spec.arms)
     started = time.perf_counter()
-    from tqdm import tqdm
     with tqdm(total=total, initial=total - todo, desc="trials", unit="trial", file=sys.stderr,
               disable=not sys.stderr.isatty()) as bar:
         ran = sweeps.execute(spec, Path(out), executor, workers, scheduler,
                              on_done=lambda n: bar.update(total - todo + n - bar.n))
     click.echo(f"sweep: {ran} trials run, {total - todo} already finished, {total} in all, "
                f"{time.perf_counter() - started:.0f} s; report: jacdistill report {out}")
-
-
-def check_sweep(spec) -> None:
-    """Fail on an unknown dataset, plugin or option before any worker starts."""
-    from jacdistill.data import bundled_datasets
-    from jacdistill.estimator import Distiller
-
-    known = {row["name"] for row in bundled_datasets()}
-    for name in spec.datasets:
-        if name not in known:
-            raise JacdistillError(f"unknown dataset '{name}'; bundled: {', '.join(sorted(known))}")
-    for student in spec.students:
-        Distiller(**spec.params(student, 0, lam=spec.lam, augment=spec.augment, jitter=spec.jitter)).resolve_plugins()
 
 
 @cli.command()
@@ -380,85 +401,6 @@ def report(sweep_dir, as_json):
         click.echo(storage.to_json(reports.report_json(sweep_dir)))
         return
     click.echo(f"report written to {reports.write_report(sweep_dir)}")
-
-
-@cli.group()
-def bench():
-    """Measure speed: results go to benchmarks/results/ with machine and versions."""
-
-
-@bench.command("step")
-@click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Timed rounds per cell (the median is reported).")
-@click.option("--repeats", type=click.IntRange(min=8), default=24, show_default=True,
-              help="Steps per cell and round.")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--out", type=click.Path(file_okay=False), default="benchmarks/results", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
-def bench_step(rounds, repeats, device, out, as_json):
-    """Per-step time of each penalty and backend divided by a plain MSE step."""
-    from jacdistill.benchmarks import harness, step_overhead
-
-    rows = step_overhead.measure(rounds, repeats, device=device)
-    settings = {"rounds": rounds, "repeats": repeats, "lam": step_overhead.LAM}
-    path = harness.save("step_overhead", rows, settings, device, out)
-    if as_json:
-        click.echo(json.dumps({"rows": rows, "settings": settings, "file": str(path)}, indent=2))
-    else:
-        click.echo(harness.table(rows, step_overhead.COLUMNS))
-        click.echo(f"written to {path}")
-
-
-@bench.command("kernel")
-@click.option("--batch", "batches", type=click.IntRange(min=1), multiple=True,
-              help="Batch size (repeatable; default 1024, 16384, 262144).")
-@click.option("--net", "nets", multiple=True, help="MLP as d-w1-…-k, e.g. 16-64-64-1 (repeatable).")
-@click.option("--interpret", is_flag=True, help="Triton's CPU interpreter on a tiny grid: a correctness run.")
-@click.option("--out", type=click.Path(file_okay=False), default="benchmarks/results", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print device and rows as JSON.")
-def bench_kernel(batches, nets, interpret, out, as_json):
-    """The fused Triton kernel against eager double backward, vmap(jacrev), the analytic torch path
-    and torch.compile of it: forward and forward+backward times, speedups, errors (needs a GPU)."""
-    import torch
-
-    if not interpret and not torch.cuda.is_available():
-        raise JacdistillError("bench kernel needs a CUDA GPU, and none is available here; "
-                              "--interpret runs a tiny correctness check on the CPU instead")
-    from jacdistill.benchmarks import harness, kernel_jacnorm
-
-    device = "cpu" if interpret else "cuda"
-    rows = kernel_jacnorm.measure(list(batches) or None, list(nets) or None, device, interpret=interpret)
-    settings = kernel_jacnorm.settings(interpret)
-    path = harness.save("kernel_jacnorm", rows, settings, device, out)
-    name = torch.cuda.get_device_name() if device == "cuda" else "cpu (triton interpreter)"
-    if as_json:
-        click.echo(json.dumps({"device": name, "rows": rows, "settings": settings, "file": str(path)}, indent=2))
-    else:
-        click.echo(f"device: {name}")
-        click.echo(harness.table(rows, kernel_jacnorm.COLUMNS))
-        click.echo(f"written to {path}")
-
-
-@bench.command("tuners")
-@click.option("--datasets", default=None, help="Comma-separated bundled datasets (default: four).")
-@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
-@click.option("--out", type=click.Path(file_okay=False), default="benchmarks/results", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print rows and summary as JSON.")
-def bench_tuners(datasets, seeds, out, as_json):
-    """λ tuners against the grid: chosen λ, student test R², wall time (CPU; takes a while)."""
-    from jacdistill.benchmarks import harness, tuners
-
-    names, seed_list = split_list(datasets) or tuners.DATASETS, split_list(seeds, int)
-    rows = tuners.measure(names, seed_list, log=lambda line: click.echo(line, err=True))
-    summary = tuners.summarize(rows)
-    settings = {"datasets": names, "seeds": seed_list, "tuners": tuners.TUNERS, "student": tuners.STUDENT,
-                "fixed_lam": tuners.FIXED_LAM}
-    path = harness.save("tuners", rows, settings, "cpu", out, summary=summary)
-    if as_json:
-        click.echo(json.dumps({"rows": rows, "summary": summary, "file": str(path)}, indent=2))
-    else:
-        click.echo(harness.table(summary, tuners.COLUMNS))
-        click.echo(f"written to {path}")
 
 
 def main():

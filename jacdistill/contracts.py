@@ -1,4 +1,5 @@
-"""The contracts every plugin implements: regularizers, students and tuners.
+"""The contracts of regularizer and student plugins (a tuner's, :class:`jacdistill.search.Tuner`,
+lives beside the search it drives).
 
 A plugin module registers classes that subclass one of these through the hooks in
 :mod:`jacdistill.hookspecs`. Each class carries a unique ``name`` (what users type after
@@ -7,7 +8,7 @@ A plugin module registers classes that subclass one of these through the hooks i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import sympy
@@ -16,17 +17,15 @@ from torch import nn
 
 from jacdistill.options import PluginOptions
 
-if TYPE_CHECKING:
-    from jacdistill.tuning import Search, Trial
-
 
 class Regularizer(PluginOptions, ABC):
     """A smoothness penalty R for the teacher: training minimises MSE + λ·R(f, x) per batch.
 
-    ``penalty(model, x)`` returns a scalar tensor that autograd can differentiate with respect to
-    the model's parameters (it is usually built with ``create_graph=True``). ``loss`` is the full
-    per-batch objective; override it when the penalty can share the forward pass with the MSE or
-    return its parameter gradients more cheaply than autograd would.
+    ``output_and_penalty(model, x)`` returns the model's output and a scalar penalty tensor that
+    autograd can differentiate with respect to the model's parameters (it is usually built with
+    ``create_graph=True``), so that both can share one forward pass. ``loss`` is the full
+    per-batch objective; override it when the parameter gradients can be had more cheaply than
+    autograd would give them.
     """
 
     kind = "regularizer"
@@ -39,12 +38,13 @@ class Regularizer(PluginOptions, ABC):
         training starts); the default runs anywhere."""
 
     @abstractmethod
-    def penalty(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Differentiable scalar penalty for the batch ``x`` (shape B×d)."""
-
     def output_and_penalty(self, model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(model(x), penalty)``; override when both can come from one forward pass."""
-        return model(x), self.penalty(model, x)
+        """``(model(x), penalty)`` for the batch ``x`` (shape B×d); the penalty is a differentiable
+        scalar."""
+
+    def penalty(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The penalty alone."""
+        return self.output_and_penalty(model, x)[1]
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
         """The training objective on one batch (y: B×k): MSE plus ``lam`` times the penalty."""
@@ -83,26 +83,6 @@ class Student(PluginOptions, ABC):
     def complexity(self) -> int:
         """Model size: nodes of the expression tree (trees override this with their leaf count)."""
         return count_nodes(self.expression())
-
-
-class Tuner(PluginOptions, ABC):
-    """Chooses λ for one problem, seeing only its training and validation rows.
-
-    ``tune(search)`` trains teachers (``search.teacher(lam)``, or with a λ schedule) and fits
-    students (``search.student(trial)``) through a :class:`jacdistill.tuning.Search`, which caches
-    and counts them, and returns the chosen :class:`jacdistill.tuning.Trial`; the distiller then
-    uses that trial's teacher (and student, if fitted) as they are.
-    """
-
-    kind = "tuner"
-
-    def __init__(self, seed: int = 0, **options: Any):
-        self.seed = seed
-        self.options = self.resolve_options(options)
-
-    @abstractmethod
-    def tune(self, search: "Search") -> "Trial":
-        """Return the chosen trial."""
 
 
 def count_nodes(expr: sympy.Expr) -> int:

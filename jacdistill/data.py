@@ -12,6 +12,7 @@ import pandas as pd
 from jacdistill.options import JacdistillError
 
 MIN_ROWS = 20
+SPLIT = {"train": 0.70, "val": 0.15, "test": 0.15}  # fractions of the rows, drawn with the seed
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,16 @@ def bundled_datasets() -> list[dict]:
     return rows
 
 
-def load_bundled(name: str) -> Dataset:
+def bundled_entry(name: str) -> dict:
+    """The manifest row of the bundled dataset ``name``; an unknown name is a JacdistillError."""
     entries = {row["name"]: row for row in bundled_datasets()}
     if name not in entries:
         raise JacdistillError(f"unknown dataset '{name}'; bundled: {', '.join(sorted(entries))}")
-    with resources.as_file(_bundled_dir() / entries[name]["file"]) as path:
+    return entries[name]
+
+
+def load_bundled(name: str) -> Dataset:
+    with resources.as_file(_bundled_dir() / bundled_entry(name)["file"]) as path:
         return load_file(path, target=None, name=name)
 
 
@@ -98,7 +104,7 @@ def from_frame(frame: pd.DataFrame, target: str | None, name: str) -> Dataset:
     return Dataset(name, frame[features].to_numpy(dtype=np.float64), y, features, target)
 
 
-def split_indices(n: int, seed: int, val: float = 0.15, test: float = 0.15) -> Split:
+def split_indices(n: int, seed: int, val: float = SPLIT["val"], test: float = SPLIT["test"]) -> Split:
     """A seeded random train/val/test partition of ``range(n)``."""
     order = np.random.default_rng(seed).permutation(n)
     n_test, n_val = round(n * test), round(n * val)

@@ -1,15 +1,17 @@
-"""``Distiller``: the whole method as one scikit-learn estimator (the CLI is a thin layer on it).
+"""scikit-learn estimators: ``Distiller`` (the whole method; the CLI is a thin layer on it) and
+``DirectRegressor`` (the student fitted to the data itself, the comparison every distillation
+needs). Both standardize on their training rows and give the student's formula in the data's units.
 
-fit: standardize on the training rows, train the teacher MLP with MSE + λ·penalty (early stopping
-on validation MSE), fit the student on the teacher's predictions, and export the student's formula
-in the data's own units. predict: the student's formula.
+Distiller.fit: train the teacher MLP with MSE + λ·penalty (early stopping on validation MSE; λ fixed
+or chosen by a tuner through a :class:`jacdistill.search.Search`), fit the student on the teacher's
+predictions, and export the student's formula. predict: the student's formula.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import numbers
-from typing import Callable
 
 import numpy as np
 import torch
@@ -17,16 +19,68 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from jacdistill import formula, teacher
+from jacdistill.contracts import Student
+from jacdistill.data import SPLIT, Standardizer, split_indices
 from jacdistill.options import JacdistillError
-from jacdistill.data import Standardizer, split_indices
 from jacdistill.registry import registry
-from jacdistill.tuning import Search
-
-# progress(stage, done, total): stage is "teacher" (epochs) or "student" (0 then 1 of 1)
-Progress = Callable[[str, int, int], None]
+from jacdistill.search import Problem, Progress, Search
 
 
-class Distiller(RegressorMixin, BaseEstimator):
+class FormulaEstimator(RegressorMixin, BaseEstimator):
+    """What both estimators share: scaling fitted on the training rows, a fitted student over
+    standardized inputs, and its formula in the data's units."""
+
+    def _scale(self, X, y) -> tuple[np.ndarray, np.ndarray]:
+        """Fit the scalers on (X, y) and return both standardized (y as a 1-d array)."""
+        self.x_scaler_, self.y_scaler_ = Standardizer.fit(X), Standardizer.fit(y[:, None])
+        return self.x_scaler_.transform(X), self.y_scaler_.transform(y[:, None])[:, 0]
+
+    def _adopt(self, student: Student) -> None:
+        """Make ``student`` (fitted on standardized rows) this estimator's model."""
+        self.student_ = student
+        self.expression_ = student.expression()
+        self.complexity_ = student.complexity()
+        self.formula_ = formula.to_original_units(self.expression_, self.x_scaler_, self.y_scaler_,
+                                                  self.feature_names())
+
+    def feature_names(self) -> list[str]:
+        names = getattr(self, "feature_names_in_", None)
+        return [str(n) for n in names] if names is not None else [f"x{i}" for i in range(self.n_features_in_)]
+
+    def _standardized(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        return self.x_scaler_.transform(validate_data(self, X, dtype=np.float64, reset=False))
+
+    def predict(self, X) -> np.ndarray:
+        """The student's predictions (what the formula computes), in the target's units."""
+        X = self._standardized(X)
+        return self.y_scaler_.inverse(self.student_.predict(X)[:, None])[:, 0]
+
+    def formula(self, target: str = "y", digits: int | None = None) -> str:
+        """The student's formula in the data's units, e.g. ``y = 3.1*x0 + sin(x1)``."""
+        check_is_fitted(self)
+        return formula.as_text(self.formula_, target, digits)
+
+
+class DirectRegressor(FormulaEstimator):
+    """Symbolic regression on the data itself, no teacher: ``student`` (a plugin name) with
+    ``student_options``, seeded ``seed``, fitted to the standardized rows."""
+
+    def __init__(self, student="operon", student_options=None, seed=0):
+        self.student = student
+        self.student_options = student_options
+        self.seed = seed
+
+    def fit(self, X, y):
+        cls = registry().available("student", self.student)
+        options = cls.resolve_options(self.student_options or {})
+        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
+        Xs, ys = self._scale(X, y)
+        self._adopt(cls(seed=self.seed, **options).fit(Xs, ys))
+        return self
+
+
+class Distiller(FormulaEstimator):
     """Distil a smooth teacher MLP into a symbolic student.
 
     Parameters are plugin names and hyper-parameters: ``regularizer``, ``student`` and ``tuner``
@@ -42,7 +96,7 @@ class Distiller(RegressorMixin, BaseEstimator):
     def __init__(self, regularizer="jacobian", lam="auto", student="operon", student_options=None,
                  regularizer_options=None, reg_every=1, tuner="constrained", tuner_options=None,
                  augment=0.0, jitter=0.1, widths=(64, 64), activation="silu", epochs=500,
-                 batch_size=64, lr=3e-3, patience=40, validation_fraction=0.15, device="cpu", seed=0):
+                 batch_size=64, lr=3e-3, patience=40, validation_fraction=SPLIT["val"], device="cpu", seed=0):
         self.regularizer = regularizer
         self.lam = lam
         self.tuner = tuner
@@ -99,51 +153,25 @@ class Distiller(RegressorMixin, BaseEstimator):
             X, y, X_val, y_val = X[split.train], y[split.train], X[split.val], y[split.val]
         else:
             X_val, y_val = validate_data(self, X_val, y_val, y_numeric=True, dtype=np.float64, reset=False)
-        self.x_scaler_, self.y_scaler_ = Standardizer.fit(X), Standardizer.fit(y[:, None])
-        Xs, Xv = self.x_scaler_.transform(X), self.x_scaler_.transform(X_val)
-        ys, yv = (self.y_scaler_.transform(v[:, None])[:, 0] for v in (y, y_val))
-
-        config = teacher.TrainConfig(self.epochs, self.batch_size, self.lr, self.patience, self.device,
-                                     self.reg_every)
-
-        def train(lam):
-            cuda = [torch.device(self.device)] if self.device.startswith("cuda") else []
-            with torch.random.fork_rng(devices=cuda):  # seeded draws, caller's RNG state untouched
-                torch.manual_seed(self.seed)  # every λ starts from the same weights
-                model = teacher.MLP(X.shape[1], tuple(self.widths), 1, self.activation)
-                on_epoch = (lambda epoch, _: progress("teacher", epoch, self.epochs)) if progress else None
-                training = teacher.train(model, regularizer, lam, Xs, ys, Xv, yv, config, self.seed, on_epoch)
-            return model.cpu(), training
+        Xs, ys = self._scale(X, y)
+        Xv, yv = self.x_scaler_.transform(X_val), self.y_scaler_.transform(y_val[:, None])[:, 0]
 
         rng = np.random.default_rng(self.seed)
         extra = Xs[rng.integers(len(Xs), size=round(self.augment * len(Xs)))]
-        X_student = np.vstack([Xs, extra + self.jitter * rng.standard_normal(extra.shape)])
-
-        def fit_student(model, seed=None):
-            if progress:
-                progress("student", 0, 1)
-            student = student_cls(seed=self.seed if seed is None else seed, **student_options)
-            try:
-                student.fit(X_student, teacher.predict(model, X_student))
-            except (ValueError, TypeError) as exc:  # most often an option value the student rejects
-                raise JacdistillError(f"student '{self.student}' failed to fit: "
-                                      f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
-            if progress:
-                progress("student", 1, 1)
-            return student
-
-        self.search_ = Search(train, fit_student, lambda model: teacher.predict(model, Xv),
-                              lambda student: student.predict(Xv), yv, self._fingerprint(Xs, ys, Xv, yv),
-                              workdir)
+        problem = Problem(
+            Xs, ys, Xv, yv, X_student=np.vstack([Xs, extra + self.jitter * rng.standard_normal(extra.shape)]),
+            regularizer=regularizer, widths=tuple(self.widths), activation=self.activation,
+            config=teacher.TrainConfig(self.epochs, self.batch_size, self.lr, self.patience, self.device,
+                                       self.reg_every),
+            new_student=functools.partial(student_cls, **student_options), seed=self.seed,
+            fingerprint=self._fingerprint(Xs, ys, Xv, yv), workdir=workdir, progress=progress)
+        self.search_ = Search(problem)
         chosen = tuner.tune(self.search_) if tuner else self.search_.teacher(float(self.lam))
-        self.search_.student(chosen)
+        self.search_.student_r2(chosen)
+        assert chosen.student is not None  # student_r2 fitted it
         self.search_.release()
-        self.lam_, self.teacher_, self.training_, self.student_ = (
-            chosen.lam, chosen.model, chosen.training, chosen.student)
-        self.expression_ = self.student_.expression()
-        self.complexity_ = self.student_.complexity()
-        self.formula_ = formula.to_original_units(self.expression_, self.x_scaler_, self.y_scaler_,
-                                                  self.feature_names())
+        self.lam_, self.teacher_, self.training_ = chosen.lam, chosen.model, chosen.training
+        self._adopt(chosen.student)
         self.timings_ = {"teacher": self.search_.teacher_seconds, "student": self.search_.student_seconds}
         return self
 
@@ -155,25 +183,8 @@ class Distiller(RegressorMixin, BaseEstimator):
             digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()[:12]
 
-    def feature_names(self) -> list[str]:
-        names = getattr(self, "feature_names_in_", None)
-        return [str(n) for n in names] if names is not None else [f"x{i}" for i in range(self.n_features_in_)]
-
-    def _standardized(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        return self.x_scaler_.transform(validate_data(self, X, dtype=np.float64, reset=False))
-
-    def predict(self, X) -> np.ndarray:
-        """The student's predictions (what the formula computes), in the target's units."""
+    def predict_teacher(self, X, model=None) -> np.ndarray:
+        """The teacher MLP's predictions, in the target's units (``model``: another teacher of
+        this fit's search, such as a tuning trial's, instead of the chosen one)."""
         X = self._standardized(X)
-        return self.y_scaler_.inverse(self.student_.predict(X)[:, None])[:, 0]
-
-    def predict_teacher(self, X) -> np.ndarray:
-        """The teacher MLP's predictions, in the target's units."""
-        X = self._standardized(X)
-        return self.y_scaler_.inverse(teacher.predict(self.teacher_, X)[:, None])[:, 0]
-
-    def formula(self, target: str = "y", digits: int | None = None) -> str:
-        """The student's formula in the data's units, e.g. ``y = 3.1*x0 + sin(x1)``."""
-        check_is_fitted(self)
-        return formula.as_text(self.formula_, target, digits)
+        return self.y_scaler_.inverse(teacher.predict(model or self.teacher_, X)[:, None])[:, 0]

@@ -13,8 +13,9 @@ from importlib.metadata import entry_points
 import pluggy
 
 from jacdistill import hookspecs
-from jacdistill.contracts import Regularizer, Student, Tuner
-from jacdistill.options import JacdistillError
+from jacdistill.contracts import Regularizer, Student
+from jacdistill.search import Tuner
+from jacdistill.options import JacdistillError, PluginOptions
 
 ENTRY_POINT_GROUP = "jacdistill"
 KINDS = {  # kind -> (contract, hook that registers it)
@@ -32,7 +33,7 @@ class PluginWarning(UserWarning):
 class PluginInfo:
     kind: str
     name: str
-    cls: type
+    cls: type[PluginOptions]
     source: str  # distribution that provides it
 
     def as_dict(self) -> dict:
@@ -71,7 +72,7 @@ class Registry:
             for impl in getattr(self.manager.hook, hook).get_hookimpls():
                 impl.function(register=functools.partial(self._add, kind, contract, impl.plugin_name))
 
-    def _add(self, kind: str, contract: type, plugin: str, cls: type) -> None:
+    def _add(self, kind: str, contract: type[PluginOptions], plugin: str, cls: type[PluginOptions]) -> None:
         source = self._source.get(plugin, "unknown")
         if not (isinstance(cls, type) and issubclass(cls, contract) and cls.name):
             warnings.warn(f"plugin '{plugin}' from {source} registered {cls!r}, which is not a named "
@@ -84,17 +85,46 @@ class Registry:
             return
         self._plugins[kind][cls.name] = PluginInfo(kind, cls.name, cls, source)
 
+    def add_commands(self, group) -> None:
+        """Let each plugin add its commands to the click ``group`` (the ``register_commands`` hook).
+
+        A plugin whose hook raises is a warning and adds nothing; one that takes a command name
+        already in use (a built-in's or an earlier plugin's) is a warning and keeps the old one.
+        """
+        owner = {name: "jacdistill" for name in group.commands}
+        for impl in self.manager.hook.register_commands.get_hookimpls():
+            source = self._source.get(impl.plugin_name, "unknown")
+            plugin = impl.plugin_name.removeprefix(f"{source}:")  # the entry point's name
+            before = dict(group.commands)
+            try:
+                impl.function(**{arg: group for arg in impl.argnames})
+            except Exception as exc:  # a broken plugin must not take the command line down
+                warnings.warn(f"plugin '{plugin}' from {source} failed to add its commands: "
+                              f"{type(exc).__name__}: {exc}", PluginWarning, stacklevel=2)
+                added = {}
+            else:
+                added = {name: cmd for name, cmd in group.commands.items() if before.get(name) is not cmd}
+            group.commands.clear()
+            group.commands.update(before)
+            for name, cmd in added.items():
+                if name in before:
+                    warnings.warn(f"plugin '{plugin}' from {source} adds command '{name}', already "
+                                  f"provided by {owner[name]}; ignored", PluginWarning, stacklevel=2)
+                    continue
+                group.commands[name] = cmd
+                owner[name] = source
+
     def names(self, kind: str) -> list[str]:
         return sorted(self._plugins[kind])
 
-    def get(self, kind: str, name: str) -> type:
+    def get(self, kind: str, name: str) -> type[PluginOptions]:
         try:
             return self._plugins[kind][name].cls
         except KeyError:
             known = ", ".join(self.names(kind)) or "none installed"
             raise JacdistillError(f"unknown {kind} '{name}'; known: {known}") from None
 
-    def available(self, kind: str, name: str) -> type:
+    def available(self, kind: str, name: str) -> type[PluginOptions]:
         """The class for ``name``, or a JacdistillError saying why it cannot run here."""
         cls = self.get(kind, name)
         reason = cls.unavailable_reason()

@@ -22,12 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from jacdistill import storage
 from jacdistill.options import JacdistillError
-
-ARMS = ("direct", "baseline", "regularized", "augmented", "control")
+from jacdistill.trials import ARMS, DEFAULT_SEEDS, DEFAULT_STUDENTS, trial_path
 
 
 @dataclass(frozen=True)
@@ -75,8 +73,47 @@ class SweepSpec:
                 **self.teacher, **changes}
 
 
-def trial_path(sweep_dir: Path, dataset: str, student: str, arm: str, seed: int) -> Path:
-    return Path(sweep_dir) / "trials" / f"{dataset}__{student}__{arm}__seed{seed}.json"
+def spec_from(config: str | None, flags: dict, tuner_opts: dict, student_opts: dict) -> SweepSpec:
+    """The sweep's settings: the TOML file ``config`` (if any), overridden by the command line's
+    ``flags`` (None: not given), ``tuner_opts`` and ``student_opts`` (``{"student.key": value}``);
+    what neither gives takes the sweep's default."""
+    import tomllib
+
+    from jacdistill.data import bundled_datasets
+
+    settings = {}
+    if config:
+        try:
+            settings = tomllib.loads(Path(config).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise JacdistillError(f"cannot read config {config}: {exc}") from None
+    epochs = flags.pop("epochs", None)
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    settings.setdefault("datasets", tuple(row["name"] for row in bundled_datasets()))
+    settings.setdefault("students", DEFAULT_STUDENTS)
+    settings.setdefault("seeds", DEFAULT_SEEDS)
+    settings["tuner_options"] = {**settings.get("tuner_options", {}), **tuner_opts}
+    per_student = {name: dict(opts) for name, opts in settings.get("student_options", {}).items()}
+    for key, value in student_opts.items():
+        name, dot, option = key.partition(".")
+        if not dot:
+            raise JacdistillError(f"--student-opt expects STUDENT.KEY=VALUE, got '{key}={value}'")
+        per_student.setdefault(name, {})[option] = value
+    settings["student_options"] = per_student
+    if epochs is not None:
+        settings["teacher"] = {**settings.get("teacher", {}), "epochs": epochs}
+    return SweepSpec.from_settings(settings)
+
+
+def check(spec: SweepSpec) -> None:
+    """Fail on an unknown dataset, plugin or option before any worker starts."""
+    from jacdistill.data import bundled_entry
+    from jacdistill.estimator import Distiller
+
+    for name in spec.datasets:
+        bundled_entry(name)
+    for student in spec.students:
+        Distiller(**spec.params(student, 0, lam=spec.lam, augment=spec.augment, jitter=spec.jitter)).resolve_plugins()
 
 
 def prepare(sweep_dir: Path, spec: SweepSpec) -> None:
@@ -97,10 +134,15 @@ def prepare(sweep_dir: Path, spec: SweepSpec) -> None:
     storage.write_text(saved, storage.to_json(asdict(spec)) + "\n")
 
 
+def missing(sweep_dir: Path, spec: SweepSpec) -> list[tuple[tuple[str, str, int], str]]:
+    """(unit, arm) of every trial not yet finished."""
+    return [(unit, arm) for unit in spec.units() for arm in spec.arms
+            if not trial_path(sweep_dir, unit[0], unit[1], arm, unit[2]).exists()]
+
+
 def pending(sweep_dir: Path, spec: SweepSpec) -> list[tuple[str, str, int]]:
-    """The units with at least one arm still to run."""
-    return [unit for unit in spec.units()
-            if any(not trial_path(sweep_dir, *unit[:2], arm, unit[2]).exists() for arm in spec.arms)]
+    """The units with at least one arm still to run, in the spec's order."""
+    return list(dict.fromkeys(unit for unit, _ in missing(sweep_dir, spec)))
 
 
 def run_unit(spec: SweepSpec, sweep_dir: str, unit: tuple[str, str, int]) -> int:
@@ -125,49 +167,37 @@ def run_unit(spec: SweepSpec, sweep_dir: str, unit: tuple[str, str, int]) -> int
     return ran
 
 
-def _distilled(spec, data, student, seed, sweep_dir, **changes) -> dict:
-    from jacdistill import pipeline
+def _distilled(spec, data, student, seed, sweep_dir, model_seed=None, baseline=False, **changes) -> dict:
+    """A distilled student on the unit's split (``seed``); the teacher and student are seeded
+    ``model_seed`` (default: the unit's seed too)."""
+    from jacdistill import evaluation
 
-    return pipeline.fit_and_score(data, spec.params(student, seed, **changes), split_seed=seed).metrics
+    params = spec.params(student, seed if model_seed is None else model_seed, **changes)
+    return evaluation.fit_and_score(data, evaluation.baseline_params(params) if baseline else params,
+                                    split_seed=seed).metrics
 
 
 def _direct(spec, data, student, seed, sweep_dir) -> dict:
-    """The student on the true targets (standardized like the distilled students' inputs)."""
-    from jacdistill import formula
-    from jacdistill.data import Standardizer, split_indices
-    from jacdistill.metrics import r2
-    from jacdistill.registry import registry
+    from jacdistill import evaluation
 
-    split = split_indices(len(data.y), seed)
-    x_scaler, y_scaler = Standardizer.fit(data.X[split.train]), Standardizer.fit(data.y[split.train, None])
-    cls = registry().available("student", student)
-    model = cls(seed=seed, **cls.resolve_options(spec.student_options.get(student, {})))
-    model.fit(x_scaler.transform(data.X[split.train]), y_scaler.transform(data.y[split.train, None])[:, 0])
-    predict = lambda rows: y_scaler.inverse(model.predict(x_scaler.transform(data.X[rows]))[:, None])[:, 0]
-    expression = formula.to_original_units(model.expression(), x_scaler, y_scaler, data.feature_names)
-    return {"lam": None, "teacher_r2_test": None, "fidelity_r2_test": None, "teacher_r2_val": None,
-            "student_r2_test": r2(data.y[split.test], predict(split.test)),
-            "student_r2_val": r2(data.y[split.val], predict(split.val)),
-            "complexity": int(model.complexity()),
-            "formula": formula.as_text(expression, data.target_name, digits=6)}
+    return evaluation.direct(data, student, spec.student_options.get(student, {}), seed)
 
 
 def _control(spec, data, student, seed, sweep_dir) -> dict:
-    from jacdistill.tuning import restart_seed
+    from jacdistill.metrics import rank_score
+    from jacdistill.search import restart_seed
 
     regularized = storage.read_json(trial_path(sweep_dir, data.name, student, "regularized", seed))
     k = regularized["tuning"]["compute"]["teacher_trainings"] if "tuning" in regularized else 1
-    candidates = [_distilled(spec, data, student, restart_seed(seed, i), sweep_dir, regularizer="none", lam=0.0)
+    candidates = [_distilled(spec, data, student, seed, sweep_dir, model_seed=restart_seed(seed, i), baseline=True)
                   for i in range(k)]
-    best = max(candidates, key=lambda m: -np.inf if m["student_r2_val"] != m["student_r2_val"]
-               else m["student_r2_val"])
+    best = max(candidates, key=lambda m: rank_score(m["student_r2_val"]))
     return {**best, "candidates": k, "candidate_seeds": [m["seed"] for m in candidates]}
 
 
 ARM_RUNNERS: dict[str, Callable] = {
     "direct": _direct,
-    "baseline": lambda spec, data, student, seed, d: _distilled(spec, data, student, seed, d,
-                                                                regularizer="none", lam=0.0),
+    "baseline": lambda spec, data, student, seed, d: _distilled(spec, data, student, seed, d, baseline=True),
     "regularized": lambda spec, data, student, seed, d: _distilled(spec, data, student, seed, d, lam=spec.lam),
     "augmented": lambda spec, data, student, seed, d: _distilled(spec, data, student, seed, d, lam=spec.lam,
                                                                  augment=spec.augment, jitter=spec.jitter),

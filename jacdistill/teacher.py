@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable
 
@@ -49,7 +50,7 @@ class TrainConfig:
     epochs: int = 500
     batch_size: int = 64
     lr: float = 3e-3
-    patience: int = 40  # epochs without validation improvement before stopping
+    patience: int = 40  # epochs without validation improvement before stopping (EarlyStopping)
     device: str = "cpu"
     reg_every: int = 1  # lazy penalty: apply it every k-th step with weight k·λ
 
@@ -63,17 +64,29 @@ class TrainResult:
     history: list[dict]  # per epoch: λ, train loss, validation MSE
 
 
-class EarlyStopping:
-    """The usual schedule: constant λ; keep the best validation epoch; stop after ``patience``
-    epochs without improvement.
+class Schedule(ABC):
+    """How λ moves during one training run and which epochs' weights are kept.
 
-    A schedule decides λ for each epoch (``lam_for``) and, after seeing its validation MSE,
-    whether to keep that epoch's weights and whether to stop (``observe``). Tuners that move λ
-    during training (see the ``adaptive`` tuner) supply their own.
+    ``lam_for(epoch)`` is the λ of an epoch; ``observe(epoch, val_mse)`` returns (keep this
+    epoch's weights, stop now). Tuners that move λ during training (the ``adaptive`` tuner)
+    subclass it.
     """
 
+    @abstractmethod
+    def lam_for(self, epoch: int) -> float:
+        """λ during ``epoch`` (counted from 1)."""
+
+    @abstractmethod
+    def observe(self, epoch: int, val_mse: float) -> tuple[bool, bool]:
+        """(keep this epoch's weights, stop training) after seeing its validation MSE."""
+
+
+class EarlyStopping(Schedule):
+    """The usual schedule: constant λ; keep the best validation epoch; stop after ``patience``
+    epochs without improvement."""
+
     def __init__(self, lam: float, patience: int):
-        self.lam, self.patience, self.best, self.best_epoch = lam, patience, math.inf, 0
+        self.lam, self.patience, self.best, self.best_epoch = float(lam), patience, math.inf, 0
 
     def lam_for(self, epoch: int) -> float:
         return self.lam
@@ -85,18 +98,16 @@ class EarlyStopping:
         return False, epoch - self.best_epoch >= self.patience
 
 
-def train(model: nn.Module, regularizer: Regularizer, lam: "float | EarlyStopping",
+def train(model: nn.Module, regularizer: Regularizer, schedule: Schedule,
           X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
           config: TrainConfig, seed: int,
           on_epoch: Callable[[int, float], None] | None = None) -> TrainResult:
     """Train ``model`` in place (the kept epoch's weights restored) and report.
 
-    ``lam`` is a number (early stopping on validation MSE with ``config.patience``) or a schedule
-    with the interface of :class:`EarlyStopping`. Inputs are standardized float arrays; ``y`` has
-    shape (n,) or (n, k). Shuffling is drawn from a generator seeded by ``seed`` so the same seed
+    ``schedule`` sets λ per epoch and decides which weights are kept and when to stop (usually
+    :class:`EarlyStopping`). Inputs are standardized float arrays; ``y`` has shape (n,) or (n, k). Shuffling is drawn from a generator seeded by ``seed`` so the same seed
     gives the same weights on CPU.
     """
-    schedule = lam if hasattr(lam, "observe") else EarlyStopping(float(lam), config.patience)
     device = torch.device(config.device)
     as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)
     Xt, Xv = as_tensor(X_train), as_tensor(X_val)
@@ -130,6 +141,7 @@ def train(model: nn.Module, regularizer: Regularizer, lam: "float | EarlyStoppin
             kept = (epoch, val_mse, epoch_lam, copy.deepcopy(model.state_dict()))
         if stop:
             break
+    assert kept is not None  # the first epoch is always kept
     model.load_state_dict(kept[3])
     return TrainResult(len(history), kept[0], kept[1], kept[2], history)
 

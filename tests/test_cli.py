@@ -415,3 +415,44 @@ def test_interrupt_keeps_finished_files_only(tmp_path, interruptible):
     assert json.loads(again.stdout)["regularizer"] == "none"
     assert not list(out.rglob("*.tmp"))
 
+
+# --------------------------------------------------------------------------- jacdistill bench
+
+TINY_KERNEL = ("bench", "kernel", "--interpret", "--batch", "40", "--net", "6-16-12-1")
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("triton") is None, reason="needs triton")
+def test_bench_writes_a_file_only_where_out_says(tmp_path):
+    """``bench`` comes from the benchmarks plugin; without --out it prints and writes nothing."""
+    work, results = tmp_path / "work", tmp_path / "elsewhere" / "results"
+    work.mkdir()
+    printed = jd(*TINY_KERNEL, "--json", cwd=work, timeout=300)
+    assert_ok(printed)
+    shown = json.loads(printed.stdout)
+    assert shown["file"] is None and shown["device"] == "cpu (triton interpreter)"
+    assert {row["method"] for row in shown["rows"]} >= {"triton", "eager_double_backward"}
+    assert not list(work.iterdir()), list(work.rglob("*"))  # nothing relative to the working dir
+
+    written = jd(*TINY_KERNEL, "--out", str(results), cwd=work, timeout=300)
+    assert_ok(written)
+    assert written.stdout.splitlines()[0] == "device: cpu (triton interpreter)"
+    assert written.stdout.splitlines()[-1] == f"written to {results / 'kernel_jacnorm-cpu.json'}"
+    saved = json.loads((results / "kernel_jacnorm-cpu.json").read_text())
+    assert saved["benchmark"] == "kernel_jacnorm" and saved["settings"]["interpret"] is True
+    assert len(saved["rows"]) == len(shown["rows"])
+    assert not list(work.iterdir())
+
+
+def test_bench_help_says_where_results_go(tmp_path):
+    for command in ("step", "kernel", "tuners"):
+        proc = jd("bench", command, "--help", cwd=tmp_path)
+        assert_ok(proc)
+        text = " ".join(proc.stdout.split())
+        assert "--out DIR" in text and "without --out the table is printed and nothing is written" in text
+        assert "benchmarks/results" not in text
+    import torch
+
+    if not torch.cuda.is_available():  # no GPU here: a user error, not a traceback
+        assert_user_error(jd("bench", "kernel", cwd=tmp_path), "bench kernel needs a CUDA GPU", "--interpret")
+    assert not list(tmp_path.iterdir())
+

@@ -161,13 +161,14 @@ def test_a_non_finite_penalty_is_reported_as_divergence():
     class Exploding(Regularizer):
         name = "exploding"
 
-        def penalty(self, model, x):
-            return sum(p.sum() for p in model.parameters()) * float("inf")
+        def output_and_penalty(self, model, x):
+            return model(x), sum(p.sum() for p in model.parameters()) * float("inf")
 
     X, y = small_problem()
     config = teacher.TrainConfig(epochs=3, batch_size=16)
     with pytest.raises(JacdistillError, match="diverged at epoch 1"):
-        teacher.train(teacher.MLP(X.shape[1], (4,)), Exploding(), 0.1, X, y, X, y, config, seed=0)
+        teacher.train(teacher.MLP(X.shape[1], (4,)), Exploding(), teacher.EarlyStopping(0.1, 3), X, y, X, y,
+                      config, seed=0)
 
 
 def test_bad_lambda_is_rejected_before_training():

@@ -7,12 +7,21 @@ every parameter gradient, the input gradient), and ``torch.func`` per-sample Jac
 norms. Shapes are small (the interpreter costs milliseconds per program and product) but cover
 ragged row tiles (B = 37 with 16-row tiles and two programs), widths that are not powers of two,
 1–3 hidden layers, each activation, scalar and vector outputs.
+
+JACDISTILL_TEST_DEVICE picks the device: ``cuda`` (no fallback: the kernel tests fail visibly
+without a GPU; ``benchmarks/gpu_check.sh`` sets it), ``cpu`` (the interpreter, even beside a
+GPU); unset, cuda when available. Some checks run only on a GPU, and skip on CPU with the reason:
+tensor-core precisions (tf32, tf32x3) and the large shapes (many tiles per program, 256-wide
+layers, 32 outputs) that would take the interpreter minutes. float16/bfloat16 are not kernel
+dtypes (``unsupported`` says so; tested on every device).
 """
 import os
 
 import torch
 
-if not torch.cuda.is_available():
+DEVICE = os.environ.get("JACDISTILL_TEST_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+ON_GPU = torch.device(DEVICE).type == "cuda"
+if not ON_GPU:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import subprocess  # noqa: E402
@@ -26,8 +35,6 @@ from jacdistill.kernels import analytic  # noqa: E402
 from jacdistill.kernels import jacnorm  # noqa: E402
 from jacdistill.plugins.regularizers import jacobian as jacobian_plugin  # noqa: E402
 from jacdistill.teacher import MLP  # noqa: E402
-
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 TOL = 1e-4  # max |error| / max |reference| per tensor, float32 kernels against float64
 BATCH, D_IN, LAM = 37, 5, 0.3
@@ -47,9 +54,11 @@ CASE_IDS = [f"{a}-{'x'.join(map(str, w))}-k{k}" for a, w, k in CASES]
 _CANNOT_RUN = jacnorm.available(DEVICE)
 
 
-def test_the_kernels_can_run_here():
-    """Fails visibly (the other tests then skip) where triton is missing or, on CPU, was imported
-    before the interpreter could be chosen."""
+def test_the_kernels_can_run_here(record_testsuite_property):
+    """Fails visibly (the other tests then skip) where triton is missing, where a GPU was asked for
+    and is absent or, on CPU, where triton was imported before the interpreter could be chosen."""
+    record_testsuite_property("device", torch.cuda.get_device_name(DEVICE) if ON_GPU and
+                              torch.cuda.is_available() else f"{DEVICE} (triton interpreter)")
     assert _CANNOT_RUN is None, (f"the Triton kernels cannot run here (pip install triton; on CPU "
                                  f"the interpreter must be chosen before anything imports triton): "
                                  f"{_CANNOT_RUN}")
@@ -220,6 +229,10 @@ def test_available_and_unsupported():
     assert "outputs" in jacnorm.unsupported(MLP(3, (4,), 40, "tanh"))
     assert "MLP" in jacnorm.unsupported(torch.nn.Linear(3, 1))
     assert "float32 or float64" in jacnorm.unsupported(MLP(3, (4,), 1, "tanh").half())
+    assert "float32 or float64" in jacnorm.unsupported(MLP(3, (4,), 1, "tanh").bfloat16())
+    model, x, y = make("tanh", (8,), 1, dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        jacnorm.fused_loss(model, x, y, LAM)
 
 
 # ---- the jacobian regularizer's "triton" backend -------------------------------------------
@@ -286,8 +299,8 @@ def test_auto_falls_back_to_analytic_when_the_kernels_fail(monkeypatch):
 def test_benchmark_correctness_run():
     from jacdistill.benchmarks import kernel_jacnorm
 
-    rows = kernel_jacnorm.measure(interpret=DEVICE == "cpu", batches=[40], nets=["6-16-12-1"], rounds=1,
-                                  repeats=1, warmup=1, compile=False)
+    rows = kernel_jacnorm.measure(device=DEVICE, interpret=not ON_GPU, batches=[40], nets=["6-16-12-1"],
+                                  rounds=1, repeats=1, warmup=1, compile=False)
     assert {(r["pass"], r["method"]) for r in rows} >= {
         (p, m) for p in kernel_jacnorm.PASSES
         for m in ("triton", "eager_double_backward", "vmap_jacrev", "analytic_torch")}
@@ -295,6 +308,54 @@ def test_benchmark_correctness_run():
         assert set(row) == {"net", "batch", "method", "pass", "ms", "speedup_vs_eager", "max_rel_err", "note"}
         tolerance = 1e-3 if row["method"].endswith("tf32x3") else TOL  # tensor cores (GPU only)
         assert row["note"] == "" and row["ms"] > 0 and row["max_rel_err"] < tolerance, row
+
+
+# ---- on a GPU only ---------------------------------------------------------------------------
+
+on_gpu_only = pytest.mark.skipif(not ON_GPU, reason="GPU only: tensor cores, and shapes the CPU interpreter "
+                                                    "would take minutes over (JACDISTILL_TEST_DEVICE=cuda)")
+
+
+@on_gpu_only
+@pytest.mark.parametrize("precision,tolerance", [("tf32", 2e-2), ("tf32x3", 1e-3)])
+@pytest.mark.parametrize("activation,widths,k", [CASES[4], CASES[6]], ids=[CASE_IDS[4], CASE_IDS[6]])
+def test_tensor_core_precisions(activation, widths, k, precision, tolerance):
+    """tf32 (one tensor-core product: ~1e-3 relative per product) and tf32x3 (three: close to
+    fp32). The interpreter ignores the precision, so only a GPU tests these."""
+    model, x, y = make(activation, widths, k, seed=10)
+    out, sq = jacnorm.output_and_sqnorms(model, x, precision=precision)
+    want_out, want_sq = reference_sqnorms(model, x)
+    assert rel(out, want_out) < tolerance and rel(sq, want_sq) < tolerance
+    loss = jacnorm.fused_loss(model, x, y, LAM, precision=precision)
+    loss.backward()
+    want_loss, want_grads = reference_loss(model, x, y, LAM)
+    assert rel(loss, want_loss) < tolerance
+    for p, g in zip(params(model), want_grads):
+        assert rel(p.grad, g) < tolerance
+
+
+# (activation, d, hidden widths, outputs, batch). Far more row tiles than programs (the persistent
+# loop; 32-row tiles for widths ≤ 64), 256-wide layers (16-row tiles, GEMM weight gradients,
+# register spills), the widest input with 3 layers and the most outputs; B = 65 536 on 16-64-64-1
+# is issue 15's size. No relu here: over ~10⁶ units a pre-activation within fp32 round-off of 0
+# flips σ' between fp32 and the float64 reference, a real but uninteresting difference.
+GPU_CASES = [("silu", 16, (64, 64), 1, 65536), ("tanh", 16, (256, 256), 1, 20000),
+             ("silu", 256, (256, 128, 64), 32, 3000)]
+
+
+@on_gpu_only
+@pytest.mark.parametrize("activation,d,widths,k,batch", GPU_CASES,
+                         ids=[f"{a}-{d}-{'x'.join(map(str, w))}-k{k}-B{b}" for a, d, w, k, b in GPU_CASES])
+def test_large_batches_and_the_widest_nets(activation, d, widths, k, batch):
+    model, x, y = make(activation, widths, k, seed=11, batch=batch, d=d)
+    out, sq = jacnorm.output_and_sqnorms(model, x)
+    want_out, want_sq = reference_sqnorms(model, x)
+    assert rel(out, want_out) < TOL and rel(sq, want_sq) < TOL
+    x.requires_grad_(True)
+    jacnorm.fused_loss(model, x, y, LAM).backward()
+    want_loss, want_grads = reference_loss(model, x, y, LAM, x_grad=True)
+    for got, g in zip(params(model) + [x], want_grads):
+        assert rel(got.grad, g) < TOL
 
 
 # ---- the kernels compile for a real GPU ----------------------------------------------------

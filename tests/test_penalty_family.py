@@ -11,7 +11,7 @@ from jacdistill import Distiller, JacdistillError, Regularizer
 from jacdistill.plugins.regularizers.hessian import HessianPenalty
 from jacdistill.plugins.regularizers.hutchinson import HutchinsonPenalty
 from jacdistill.plugins.regularizers.jacobian import output_and_jacobian_norm
-from jacdistill.teacher import MLP, TrainConfig, lazy_weight, train
+from jacdistill.teacher import MLP, EarlyStopping, TrainConfig, lazy_weight, train
 
 
 def mlp(activation="tanh", widths=(5, 4), d_out=1, d_in=3, seed=0):
@@ -182,8 +182,8 @@ class RecordingPenalty(Regularizer):
         super().__init__()
         self.seen = []
 
-    def penalty(self, model, x):
-        return torch.zeros(())
+    def output_and_penalty(self, model, x):
+        return model(x), torch.zeros(())
 
     def loss(self, model, x, y, lam):
         self.seen.append(lam)
@@ -195,7 +195,7 @@ def test_training_applies_the_penalty_every_k_steps_with_weight_k_lambda():
     X, y = rng.normal(size=(40, 2)), rng.normal(size=40)
     recorder = RecordingPenalty()
     config = TrainConfig(epochs=3, batch_size=8, patience=10, reg_every=3)
-    train(MLP(2, (4,)), recorder, 0.1, X, y, X[:5], y[:5], config, seed=0)
+    train(MLP(2, (4,)), recorder, EarlyStopping(0.1, config.patience), X, y, X[:5], y[:5], config, seed=0)
     assert len(recorder.seen) == 15  # 5 batches × 3 epochs, counted across epoch boundaries
     assert recorder.seen == pytest.approx([0, 0, 0.3] * 5)
 

@@ -38,12 +38,12 @@ class L2Weights(Regularizer):
     defaults = {"scale": 1.0}
     called = False
 
-    def penalty(self, model, x):
+    def output_and_penalty(self, model, x):
         if not L2Weights.called and os.environ.get("JD_SMOOTHL1_MARK"):
             L2Weights.called = True
             with open(os.environ["JD_SMOOTHL1_MARK"], "w") as fh:
                 json.dump({"scale": self.options["scale"], "batch": list(x.shape)}, fh)
-        return self.options["scale"] * sum((p ** 2).sum() for p in model.parameters())
+        return model(x), self.options["scale"] * sum((p ** 2).sum() for p in model.parameters())
 
 
 @hookimpl
@@ -172,7 +172,7 @@ def test_outside_plugin_cannot_replace_a_builtin(site):
         class Shadow(Regularizer):
             name = "none"
 
-            def penalty(self, model, x):
+            def output_and_penalty(self, model, x):
                 raise RuntimeError("the shadow 'none' was used")
 
         @hookimpl
@@ -184,6 +184,143 @@ def test_outside_plugin_cannot_replace_a_builtin(site):
     assert rows[("regularizer", "none")]["source"] == "jacdistill", shown(proc)
     warning = [line for line in proc.stderr.splitlines() if "already provided" in line]
     assert len(warning) == 1 and "jacdistill-shadow" in warning[0].split("already provided")[0], shown(proc)
+
+
+# --------------------------------------------------------------------------- plugin commands
+
+HELLO = '''
+import os
+
+import click
+
+from jacdistill import hookimpl
+
+if os.environ.get("JD_HELLO_MARK"):  # proves when jacdistill imports this module
+    open(os.environ["JD_HELLO_MARK"], "w").close()
+
+
+@click.command()
+@click.argument("name")
+@click.option("--shout", is_flag=True, help="Upper case.")
+def hello(name, shout):
+    """Greet NAME from an outside plugin."""
+    text = f"hello {name}"
+    click.echo(text.upper() if shout else text)
+
+
+@hookimpl
+def register_commands(cli):
+    cli.add_command(hello)
+'''
+
+
+def test_outside_plugin_adds_a_command(site):
+    make_dist(site, "jacdistill-hello", "jd_hello", HELLO, {"hello": "jd_hello"})
+    work, mark = site.parent / "work", site.parent / "hello-imported"
+    env = {"JD_HELLO_MARK": str(mark)}
+
+    proc = jd("hello", "world", "--shout", cwd=work, pythonpath=site, extra_env=env)
+    assert proc.returncode == 0, shown(proc)
+    assert proc.stdout == "HELLO WORLD\n" and proc.stderr == "", shown(proc)
+    assert mark.exists()
+    helped = jd("hello", "--help", cwd=work, pythonpath=site)
+    assert helped.returncode == 0 and "Greet NAME from an outside plugin." in helped.stdout, shown(helped)
+    # jacdistill's own bench commands come through the same hook and still work beside it
+    bench = jd("bench", "--help", cwd=work, pythonpath=site)
+    assert bench.returncode == 0 and {"step", "kernel", "tuners"} <= set(bench.stdout.split()), shown(bench)
+
+    # built-in commands and the top-level help do not load plugins at all (start-up stays fast)
+    mark.unlink()
+    for args in (("--help",), ("datasets",)):
+        proc = jd(*args, cwd=work, pythonpath=site, extra_env=env)
+        assert proc.returncode == 0, shown(proc)
+        assert not mark.exists(), args
+    unknown = jd("nosuch", cwd=work, pythonpath=site)
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: No such command 'nosuch'"), \
+        shown(unknown)
+
+
+def test_broken_register_commands_warns_and_the_cli_works(site):
+    make_dist(site, "jacdistill-hello", "jd_hello", HELLO, {"hello": "jd_hello"})
+    make_dist(site, "jacdistill-badcmd", "jd_badcmd", '''
+        import click
+
+        from jacdistill import hookimpl
+
+        @click.command()
+        def half():
+            """Added just before the hook fails."""
+
+        @hookimpl
+        def register_commands(cli):
+            cli.add_command(half)
+            raise RuntimeError("no commands today")
+        ''', {"badcmd": "jd_badcmd"})
+    make_dist(site, "jacdistill-takeover", "jd_takeover", '''
+        import click
+
+        from jacdistill import hookimpl
+
+        @click.command("bench")
+        def fake_bench():
+            raise SystemExit("the takeover bench ran")
+
+        @hookimpl
+        def register_commands(cli):
+            cli.add_command(fake_bench)
+        ''', {"takeover": "jd_takeover"})
+    make_dist(site, "jacdistill-badsig", "jd_badsig", '''
+        from jacdistill import hookimpl
+
+        @hookimpl
+        def register_commands(group):
+            raise AssertionError("never called")
+        ''', {"badsig": "jd_badsig"})
+    work = site.parent / "work"
+
+    proc = jd("hello", "you", cwd=work, pythonpath=site)
+    assert proc.returncode == 0 and proc.stdout == "hello you\n", shown(proc)
+    assert "Traceback" not in proc.stderr, shown(proc)
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 3, shown(proc)  # (pluggy's reason for 'invalid' spans more lines)
+    failed, = (line for line in warnings if "jacdistill-badcmd" in line)
+    assert "'badcmd'" in failed and "RuntimeError: no commands today" in failed, shown(proc)
+    taken, = (line for line in warnings if "jacdistill-takeover" in line)
+    assert "command 'bench', already provided by jacdistill" in taken, shown(proc)
+    assert any("jacdistill-badsig" in line and "invalid" in line for line in warnings), shown(proc)
+
+    # what the failing hook added before it raised is not there; jacdistill's bench is kept
+    half = jd("half", cwd=work, pythonpath=site)
+    assert half.returncode == 2 and "No such command 'half'" in half.stderr, shown(half)
+    bench = jd("bench", "--help", cwd=work, pythonpath=site)
+    assert bench.returncode == 0 and "step" in bench.stdout.split(), shown(bench)
+    assert "takeover" not in bench.stdout, shown(bench)
+
+
+def test_registry_add_commands_in_process(site, monkeypatch):
+    import click
+    from click.testing import CliRunner
+
+    make_dist(site, "jacdistill-inproc-cmd", "jd_inproc_cmd", HELLO.replace("hello", "hi"),
+              {"inproc_cmd": "jd_inproc_cmd"})
+    make_dist(site, "jacdistill-inproc-badcmd", "jd_inproc_badcmd", '''
+        from jacdistill import hookimpl
+
+        @hookimpl
+        def register_commands(cli):
+            raise ValueError("broken on purpose")
+        ''', {"inproc_badcmd": "jd_inproc_badcmd"})
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delenv("JD_HELLO_MARK", raising=False)
+    group = click.Group("g")
+    with pytest.warns(PluginWarning, match="'inproc_badcmd' from jacdistill-inproc-badcmd failed to add "
+                                           "its commands: ValueError: broken on purpose"):
+        Registry().add_commands(group)
+    assert {"hi", "bench"} <= set(group.commands)
+    result = CliRunner().invoke(group, ["hi", "there"])
+    assert result.exit_code == 0 and result.output == "hi there\n", result.output
+    monkeypatch.delitem(sys.modules, "jd_inproc_cmd", raising=False)
+    monkeypatch.delitem(sys.modules, "jd_inproc_badcmd", raising=False)
 
 
 # --------------------------------------------------------------------------- in-process Registry

@@ -19,6 +19,10 @@ from pathlib import Path
 import pytest
 
 from jacdistill import report
+from jacdistill.report.loading import load_trials
+from jacdistill.report.plots import PLOTS
+from jacdistill.report.stats import aggregate, per_dataset
+from jacdistill.trials import ARMS
 from jacdistill.options import JacdistillError
 
 SEEDS = range(5)
@@ -85,24 +89,24 @@ def test_load_trials_sorted_and_ignores_other_files(sweep):
     (folder / "sub").mkdir()
     (folder / "sub" / "x.json").write_text(json.dumps(trial("zeta", "baseline", 1, 0.1)))
     (sweep / "stray.json").write_text(json.dumps(trial("zeta", "baseline", 2, 0.1)))
-    trials = report.load_trials(sweep)
+    trials = load_trials(sweep)
     assert len(trials) == 10 + 10 + 10 + 7
-    keys = [(t["dataset"], report.ARMS.index(t["arm"]), t["seed"]) for t in trials]
+    keys = [(t["dataset"], ARMS.index(t["arm"]), t["seed"]) for t in trials]
     assert keys == sorted(keys)
     assert {t["dataset"] for t in trials} == {"alpha", "beta"}
-    assert report.load_trials(str(sweep)) == trials
+    assert load_trials(str(sweep)) == trials
 
 
 def test_missing_or_empty_sweep_is_a_one_line_error(tmp_path):
     with pytest.raises(JacdistillError, match="does not exist") as exc:
-        report.load_trials(tmp_path / "nope")
+        load_trials(tmp_path / "nope")
     assert "\n" not in str(exc.value)
     with pytest.raises(JacdistillError, match="no trials/ folder"):
-        report.load_trials(tmp_path)
+        load_trials(tmp_path)
     (tmp_path / "trials").mkdir()
     (tmp_path / "trials" / ".a.json.tmp").write_text("{}")
     with pytest.raises(JacdistillError, match="holds no trial"):
-        report.load_trials(tmp_path)
+        load_trials(tmp_path)
     with pytest.raises(JacdistillError, match="holds no trial"):
         report.write_report(tmp_path)
     with pytest.raises(JacdistillError, match="holds no trial"):
@@ -113,19 +117,19 @@ def test_malformed_and_duplicate_trials_are_errors(tmp_path):
     write(tmp_path, [trial("alpha", "baseline", 0, 0.5)])
     (tmp_path / "trials" / "bad.json").write_text("{not json")
     with pytest.raises(JacdistillError, match="bad.json"):
-        report.load_trials(tmp_path)
+        load_trials(tmp_path)
     (tmp_path / "trials" / "bad.json").write_text(json.dumps({"dataset": "alpha", "arm": "baseline", "seed": 0}))
     with pytest.raises(JacdistillError, match="lacks the key 'student'"):
-        report.load_trials(tmp_path)
+        load_trials(tmp_path)
     (tmp_path / "trials" / "bad.json").write_text(json.dumps(trial("alpha", "baseline", 0, 0.6)))
     with pytest.raises(JacdistillError, match="same trial"):
-        report.load_trials(tmp_path)
+        load_trials(tmp_path)
 
 
 # ------------------------------------------------------------------------------------- aggregates
 
 def test_aggregate_against_hand_computed_values(sweep):
-    agg = report.aggregate(report.load_trials(sweep))
+    agg = aggregate(load_trials(sweep))
     assert agg["alpha"] == 0.1
     assert agg["n_trials"] == 10 + 10 + 10 + 7
     assert agg["n_failures"] == 1
@@ -179,7 +183,7 @@ def test_teacher_and_fidelity_changes_are_seed_paired_medians_over_datasets(tmp_
                ("c", "baseline"): [0.5, 0.5, 0.5], ("c", "regularized"): [0.6, 0.6, 0.6]}
     trials = [trial(ds, arm, seed, 0.5, teacher_r2_test=value, fidelity_r2_test=0.1 * seed + (arm == "regularized"))
               for (ds, arm), values in teacher.items() for seed, value in enumerate(values)]
-    s = report.aggregate(report.load_trials(write(tmp_path / "s", trials)))["students"]["operon"]
+    s = aggregate(load_trials(write(tmp_path / "s", trials)))["students"]["operon"]
     # per dataset: a (−0.01 + 0 + 0.02)/3, b (−0.10 − 0.05)/2 (seed 2 has no teacher R²), c +0.1
     assert s["median_delta_teacher_r2"] == pytest.approx(0.01 / 3)
     assert s["median_delta_fidelity_r2"] == pytest.approx(1.0)
@@ -192,7 +196,7 @@ def test_failed_trial_is_counted_and_its_pair_excluded(tmp_path):
     broken["student_r2_test"] = None
     broken["fidelity_r2_test"] = None
     write(tmp_path, trials)
-    s = report.aggregate(report.load_trials(tmp_path))["students"]["operon"]
+    s = aggregate(load_trials(tmp_path))["students"]["operon"]
     assert s["failures"] == {"baseline": 0, "regularized": 1}
     assert s["vs_baseline"]["excluded_pairs"] == 1
     alpha = s["vs_baseline"]["per_dataset"][0]
@@ -203,7 +207,7 @@ def test_failed_trial_is_counted_and_its_pair_excluded(tmp_path):
     assert alpha["relative_gain"] == pytest.approx(rel_alpha)
     assert s["mean_relative_gain"] == pytest.approx((rel_alpha + 0.01) / 2)
     assert (s["wins"], s["ties"], s["losses"]) == (0, 2, 0)
-    rows = report.per_dataset(report.load_trials(tmp_path))
+    rows = per_dataset(load_trials(tmp_path))
     reg = rows[0]["arms"]["regularized"]
     assert reg["failures"] == 1 and reg["n"] == 5 and reg["student_r2_test"]["n"] == 4
     assert reg["student_r2_test"]["mean"] == pytest.approx(statistics.fmean(REG["alpha"][:4]))
@@ -213,7 +217,7 @@ def test_nan_result_is_a_failure_and_json_has_no_nan(tmp_path):
     trials = main_trials(("baseline", "regularized"))
     trials[0]["student_r2_test"] = float("nan")          # json.dumps writes NaN, json.loads reads it
     write(tmp_path, trials)
-    agg = report.aggregate(report.load_trials(tmp_path))
+    agg = aggregate(load_trials(tmp_path))
     assert agg["n_failures"] == 1
     text = json.dumps(report.report_json(tmp_path), allow_nan=False)   # strict JSON
     assert "NaN" not in text
@@ -234,13 +238,13 @@ def test_missing_arms_give_null_keys(tmp_path):
 
 def test_no_regularized_arm_gives_null_headline(tmp_path):
     write(tmp_path, main_trials(("direct", "baseline")))
-    s = report.aggregate(report.load_trials(tmp_path))["students"]["operon"]
+    s = aggregate(load_trials(tmp_path))["students"]["operon"]
     assert all(s[k] is None for k in ("mean_relative_gain", "median_delta_r2", "wins", "ties", "losses",
                                       "median_delta_r2_vs_direct", "median_delta_r2_vs_control"))
     path = report.write_report(tmp_path)
     text = path.read_text()
     assert "no regularized/baseline pairs" in text
-    for name in report.PLOTS:
+    for name in PLOTS:
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
@@ -248,7 +252,7 @@ def test_augmented_block(tmp_path):
     trials = main_trials()
     trials += [trial(ds, "augmented", seed, b + 0.1) for ds in BASE for seed, b in enumerate(BASE[ds])]
     write(tmp_path, trials)
-    s = report.aggregate(report.load_trials(tmp_path))["students"]["operon"]
+    s = aggregate(load_trials(tmp_path))["students"]["operon"]
     aug = s["augmented"]
     assert aug["treatment"] == "augmented"
     assert (aug["wins"], aug["ties"], aug["losses"]) == (2, 0, 0)
@@ -268,7 +272,7 @@ def test_several_students_are_separate(tmp_path):
     trials += [trial(ds, arm, seed, 0.5 - (0.01 * seed if arm == "regularized" else 0), student="tree")
                for ds in BASE for arm in ("baseline", "regularized") for seed in SEEDS]
     write(tmp_path, trials)
-    agg = report.aggregate(report.load_trials(tmp_path))
+    agg = aggregate(load_trials(tmp_path))
     assert list(agg["students"]) == ["operon", "tree"]
     assert agg["students"]["operon"]["mean_relative_gain"] == pytest.approx(MEAN_REL_GAIN)
     tree = agg["students"]["tree"]
@@ -280,7 +284,7 @@ def test_several_students_are_separate(tmp_path):
 
 
 def test_per_dataset_mean_std(sweep):
-    rows = report.per_dataset(report.load_trials(sweep))
+    rows = per_dataset(load_trials(sweep))
     assert [(r["dataset"], r["student"]) for r in rows] == [("alpha", "operon"), ("beta", "operon")]
     alpha = rows[0]["arms"]
     assert list(alpha) == ["direct", "baseline", "regularized", "control"]
@@ -331,7 +335,7 @@ def test_write_report_markdown_and_plots(sweep):
     assert "0.8200 ± 0.0158" in text
     assert "4 (1 failed)" in text or "5 (1 failed)" in text
     # plots referenced and valid
-    for name in report.PLOTS:
+    for name in PLOTS:
         assert f"]({name})" in text
         data = (sweep / name).read_bytes()
         assert data.startswith(b"\x89PNG\r\n\x1a\n")
@@ -362,7 +366,7 @@ def test_unreadable_sweep_json_is_noted_not_fatal(sweep):
 
 def test_report_json_matches_aggregate(sweep):
     out = report.report_json(sweep)
-    agg = report.aggregate(report.load_trials(sweep))
+    agg = aggregate(load_trials(sweep))
     s, t = out["students"]["operon"], agg["students"]["operon"]
     for key in ("mean_relative_gain", "median_delta_r2", "wins", "ties", "losses",
                 "median_delta_r2_vs_direct", "median_delta_r2_vs_control"):
@@ -376,7 +380,7 @@ def test_zero_baseline_mean_is_left_out_of_relative_gain(tmp_path):
     trials += [trial("alpha", "regularized", s, 0.1) for s in SEEDS]
     trials += [trial("beta", arm, s, 0.5 + (0.05 if arm == "regularized" else 0)) for arm in ("baseline", "regularized") for s in SEEDS]
     write(tmp_path, trials)
-    s = report.aggregate(report.load_trials(tmp_path))["students"]["operon"]
+    s = aggregate(load_trials(tmp_path))["students"]["operon"]
     rows = {r["dataset"]: r for r in s["vs_baseline"]["per_dataset"]}
     assert rows["alpha"]["relative_gain"] is None
     assert s["mean_relative_gain"] == pytest.approx(0.1)

@@ -172,3 +172,23 @@ def test_report_command_writes_markdown_plots_and_json(local_sweep, tmp_path):
     assert numbers["wins"] + numbers["ties"] + numbers["losses"] == 1  # one dataset
     missing = jd("report", str(tmp_path / "nope"), cwd=tmp_path)
     assert missing.returncode == 2 and missing.stderr.startswith("error:")
+
+
+def test_control_candidates_share_the_units_split(local_sweep):
+    """Every control candidate is fitted and scored on the unit's split; only its model seed
+    differs, so its test R² is comparable with the other arms'."""
+    from jacdistill import evaluation
+    from jacdistill.data import load_bundled
+    from jacdistill.metrics import rank_score
+    from jacdistill.search import restart_seed
+    from jacdistill.sweep import SweepSpec
+
+    _, sweep_dir = local_sweep
+    control = trials(sweep_dir)["yacht__tree__control__seed0.json"]
+    spec = SweepSpec.from_settings(json.loads((sweep_dir / "sweep.json").read_text()))
+    data = load_bundled("yacht")
+    candidates = [evaluation.fit_and_score(data, evaluation.baseline_params(spec.params("tree", restart_seed(0, i))),
+                                           split_seed=0).metrics for i in range(control["candidates"])]
+    best = max(candidates, key=lambda m: rank_score(m["student_r2_val"]))
+    assert control["student_r2_test"] == best["student_r2_test"]
+    assert control["student_r2_val"] == best["student_r2_val"]

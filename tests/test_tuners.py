@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jacdistill import Distiller, pipeline
+from jacdistill import Distiller, evaluation
 from jacdistill.data import from_frame
 
 SMALL = dict(regularizer="jacobian", student="tree", widths=(16,), epochs=60, patience=10, lr=1e-2, seed=0)
@@ -104,12 +104,12 @@ def test_tuners_never_see_the_test_rows():
     X, y = problem()
     frame = pd.DataFrame(np.column_stack([X, y]), columns=["a", "b", "c", "y"])
     clean = from_frame(frame.copy(), None, "clean")
-    test_rows = pipeline.split_indices(len(y), 0).test
+    test_rows = evaluation.split_indices(len(y), 0).test
     frame.loc[test_rows, "y"] = 1e6 * np.random.default_rng(1).normal(size=len(test_rows))
     poisoned = from_frame(frame, None, "poisoned")
     for tuner in ("constrained", "grid"):
         params = {**SMALL, "tuner": tuner, "tuner_options": {"grid": [0.0, 1e-2, 1.0]} if tuner == "grid" else {}}
-        a, b = pipeline.tune(clean, params), pipeline.tune(poisoned, params)
+        a, b = evaluation.tune(clean, params), evaluation.tune(poisoned, params)
         assert a["lam"] == b["lam"]
         strip = lambda trials: [{k: v for k, v in t.items() if k not in ("seconds", "teacher_r2_test")} for t in trials]
         assert strip(a["trials"]) == strip(b["trials"])
@@ -157,7 +157,7 @@ def test_run_lam_auto_records_the_tuning(tmp_path):
     (["--tuner-opt", "nosuch=1"], "tuner 'constrained' has no option 'nosuch'"),
     (["--tuner-opt", "tol=-1"], "tol"),
     (["--tuner", "grid", "--tuner-opt", "grid=abc"], "grid"),
-    (["--tuner", "grid", "--tuner-opt", "restarts=yes"], "restarts must be true or false"),
+    (["--tuner", "grid", "--tuner-opt", "restarts=yes"], "option 'restarts' must be true or false, got 'yes'"),
     (["--tuner", "optuna", "--tuner-opt", "n_trials=0"], "n_trials"),
     (["--tuner", "adaptive", "--tuner-opt", "growth=0.5"], "growth"),
     (["--tuner-opt", "novalue"], "--tuner-opt expects KEY=VALUE"),

@@ -8,24 +8,20 @@ For ReLU networks the Hessian vanishes almost everywhere, so the penalty is zero
 """
 import torch
 
-from jacdistill import JacdistillError, Regularizer, hookimpl
-from jacdistill.plugins.regularizers.hutchinson import DISTRIBUTIONS, draw_probes
+from jacdistill import Regularizer, hookimpl
+from jacdistill.options import Interval, OneOf
+from jacdistill.probes import DISTRIBUTIONS, draw_probes
 
 
 class HessianPenalty(Regularizer):
     name = "hessian"
     defaults = {"exact_max_dim": 16, "probes": 1, "dist": "rademacher"}
+    constraints = {"exact_max_dim": Interval(int, 0, None), "probes": Interval(int, 1, None),
+                   "dist": OneOf(*DISTRIBUTIONS)}
 
     def __init__(self, **options):
         super().__init__(**options)
-        limit, probes, dist = (self.options[k] for k in ("exact_max_dim", "probes", "dist"))
-        if not (isinstance(limit, int) and limit >= 0):
-            raise JacdistillError(f"hessian: exact_max_dim must be an integer >= 0, got {limit!r}")
-        if not (isinstance(probes, int) and probes >= 1):
-            raise JacdistillError(f"hessian: probes must be a positive integer, got {probes!r}")
-        if dist not in DISTRIBUTIONS:
-            raise JacdistillError(f"hessian: dist must be one of {', '.join(DISTRIBUTIONS)}, got {dist!r}")
-        self.exact_max_dim, self.probes, self.dist = limit, probes, dist
+        self.exact_max_dim, self.probes, self.dist = (self.options[k] for k in self.defaults)
 
     def is_exact(self, n_inputs: int) -> bool:
         return n_inputs <= self.exact_max_dim
@@ -48,9 +44,6 @@ class HessianPenalty(Regularizer):
                                         is_grads_batched=True)
             total = total + scale * hv.pow(2).sum()
         return out, total / batch
-
-    def penalty(self, model, x):
-        return self.output_and_penalty(model, x)[1]
 
 
 @hookimpl

@@ -18,18 +18,12 @@ import math
 
 import torch
 
-from jacdistill import JacdistillError, Regularizer, hookimpl
+from jacdistill import Regularizer, hookimpl
 from jacdistill.kernels import analytic
+from jacdistill.options import Interval, OneOf
+from jacdistill.probes import DISTRIBUTIONS, draw_probes
 
 MODES = ("jvp", "vjp", "fd")
-DISTRIBUTIONS = ("rademacher", "gaussian")
-
-
-def draw_probes(shape, dist: str, like: torch.Tensor) -> torch.Tensor:
-    """Random directions with E[v vᵀ] = I: Rademacher (±1) or standard Gaussian."""
-    if dist == "gaussian":
-        return torch.randn(shape, dtype=like.dtype, device=like.device)
-    return torch.randint(0, 2, shape, device=like.device).to(like.dtype).mul_(2).sub_(1)
 
 
 class HutchinsonPenalty(Regularizer):
@@ -37,21 +31,14 @@ class HutchinsonPenalty(Regularizer):
 
     name = "hutchinson"
     defaults = {"probes": 1, "dist": "rademacher", "mode": "jvp", "eps": 1e-3, "rows": 1.0}
+    constraints = {"probes": Interval(int, 1, None), "dist": OneOf(*DISTRIBUTIONS), "mode": OneOf(*MODES),
+                   "eps": Interval(float, 0, None, closed="neither"),
+                   "rows": Interval(float, 0, 1, closed="right")}
 
     def __init__(self, **options):
         super().__init__(**options)
-        probes, dist, mode, eps, rows = (self.options[k] for k in ("probes", "dist", "mode", "eps", "rows"))
-        if not (isinstance(probes, int) and probes >= 1):
-            raise JacdistillError(f"hutchinson: probes must be a positive integer, got {probes!r}")
-        if dist not in DISTRIBUTIONS:
-            raise JacdistillError(f"hutchinson: dist must be one of {', '.join(DISTRIBUTIONS)}, got {dist!r}")
-        if mode not in MODES:
-            raise JacdistillError(f"hutchinson: mode must be one of {', '.join(MODES)}, got {mode!r}")
-        if not (isinstance(eps, (int, float)) and eps > 0):
-            raise JacdistillError(f"hutchinson: eps must be a number > 0, got {eps!r}")
-        if not (isinstance(rows, (int, float)) and 0 < rows <= 1):
-            raise JacdistillError(f"hutchinson: rows must be a fraction in (0, 1], got {rows!r}")
-        self.probes, self.dist, self.mode, self.eps, self.rows = probes, dist, mode, float(eps), float(rows)
+        self.probes, self.dist, self.mode = (self.options[k] for k in ("probes", "dist", "mode"))
+        self.eps, self.rows = float(self.options["eps"]), float(self.options["rows"])
 
     def output_and_penalty(self, model, x):
         if self.rows == 1:
@@ -87,9 +74,6 @@ class HutchinsonPenalty(Regularizer):
             (grad,) = torch.autograd.grad(out, x, grad_outputs=w, create_graph=True)
             total = total + grad.pow(2).sum()
         return out, total / (batch * self.probes)
-
-    def penalty(self, model, x):
-        return self.output_and_penalty(model, x)[1]
 
 
 @hookimpl

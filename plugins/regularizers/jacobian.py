@@ -16,6 +16,7 @@ import torch
 
 from jacdistill import JacdistillError, Regularizer, hookimpl
 from jacdistill.kernels import analytic
+from jacdistill.options import OneOf
 
 BACKENDS = ("auto", "autograd", "analytic")
 # Backends that need a GPU (or the Triton interpreter). Kept apart from BACKENDS, which the
@@ -46,14 +47,12 @@ class JacobianPenalty(Regularizer):
 
     name = "jacobian"
     defaults = {"backend": "auto"}
+    constraints = {"backend": OneOf(*ALL_BACKENDS)}
 
     def __init__(self, **options):
         super().__init__(**options)
         self.backend = self.options["backend"]
         self._triton_failed = False  # auto: the kernels raised once; analytic from then on
-        if self.backend not in ALL_BACKENDS:
-            raise JacdistillError(f"jacobian: unknown backend '{self.backend}'; "
-                                  f"known: {', '.join(ALL_BACKENDS)}")
 
     def check_device(self, device):
         if self.backend == "triton":
@@ -106,9 +105,6 @@ class JacobianPenalty(Regularizer):
             out, jac = analytic.output_and_jacobian(model, x)
             return out, jac.pow(2).sum() / len(x)
         return output_and_jacobian_norm(model, x)
-
-    def penalty(self, model, x):
-        return self.output_and_penalty(model, x)[1]
 
     def loss(self, model, x, y, lam):
         if lam:

@@ -3,9 +3,11 @@ import numbers
 
 import sympy
 
-from jacdistill import hookimpl
+from jacdistill import JacdistillError, hookimpl
 from jacdistill.adapters import EstimatorStudent
 from jacdistill.contracts import variables
+from jacdistill.options import Boolean, Interval, ListOf, OneOf
+
 
 def _protected(value, guard, fallback):
     """gplearn's protection: ``value`` where |guard| > 0.001, else the constant ``fallback``."""
@@ -21,6 +23,8 @@ FUNCTIONS = {
     "neg": lambda a: -a, "inv": lambda a: _protected(1 / a, a, 0), "max": sympy.Max,
     "min": sympy.Min, "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan,
 }
+# The chances of gplearn's genetic operations; the rest of each generation is reproduction.
+OPERATIONS = ("p_crossover", "p_subtree_mutation", "p_hoist_mutation", "p_point_mutation")
 
 
 class GplearnStudent(EstimatorStudent):
@@ -32,6 +36,22 @@ class GplearnStudent(EstimatorStudent):
                 "parsimony_coefficient": 0.001, "p_crossover": 0.7, "p_subtree_mutation": 0.1,
                 "p_hoist_mutation": 0.05, "p_point_mutation": 0.1, "max_samples": 1.0,
                 "n_jobs": 1}
+    constraints = {
+        "population_size": Interval(int, 1, None), "generations": Interval(int, 1, None),
+        "tournament_size": Interval(int, 1, None), "function_set": ListOf(OneOf(*FUNCTIONS)),
+        "parsimony_coefficient": [Interval(float, 0, None), OneOf("auto")],
+        **{p: Interval(float, 0, 1) for p in OPERATIONS}, "p_point_replace": Interval(float, 0, 1),
+        "max_samples": Interval(float, 0, 1, closed="right"),
+        "n_jobs": [Interval(int, 1, None), Interval(int, None, -1)],
+        "init_method": OneOf("half and half", "grow", "full"), "warm_start": Boolean, "low_memory": Boolean,
+    }
+
+    @classmethod
+    def check_options(cls, options):
+        total = sum(options[p] for p in OPERATIONS)
+        if total > 1:
+            raise JacdistillError(f"student 'gplearn': options {', '.join(OPERATIONS)} must sum to at most 1, "
+                                  f"got {total:g}")
 
     @classmethod
     def estimator_class(cls):

@@ -4,6 +4,7 @@ from sympy.parsing.sympy_parser import convert_xor, parse_expr, standard_transfo
 from jacdistill import hookimpl
 from jacdistill.adapters import EstimatorStudent
 from jacdistill.contracts import variables
+from jacdistill.options import Boolean, Interval, OneOf, Text
 
 
 class OperonStudent(EstimatorStudent):
@@ -13,6 +14,15 @@ class OperonStudent(EstimatorStudent):
     defaults = {"allowed_symbols": "add,sub,mul,div,constant,variable,sin,cos,exp,tanh",
                 "population_size": 500, "generations": 100, "max_evaluations": 200_000,
                 "max_length": 30, "optimizer_iterations": 5, "n_threads": 1}
+    constraints = {
+        "allowed_symbols": Text, "population_size": Interval(int, 1, None),
+        "generations": Interval(int, 1, None), "max_evaluations": Interval(int, 1, None),
+        "max_length": Interval(int, 3, None),  # shorter crashes Operon
+        "max_depth": Interval(int, 1, None), "optimizer_iterations": Interval(int, 0, None),
+        "n_threads": Interval(int, 1, None), "tournament_size": Interval(int, 1, None),
+        "crossover_probability": Interval(float, 0, 1), "mutation_probability": Interval(float, 0, 1),
+        "optimizer": OneOf("lm", "lbfgs", "sgd"), "symbolic_mode": Boolean,
+    }
 
     @classmethod
     def estimator_class(cls):

@@ -7,6 +7,7 @@ import io
 from jacdistill import hookimpl
 from jacdistill.adapters import EstimatorStudent
 from jacdistill.contracts import variables
+from jacdistill.options import Boolean, Interval, ListOf, OneOf, Text
 
 
 @functools.cache
@@ -35,6 +36,20 @@ class PySRStudent(EstimatorStudent):
                 "binary_operators": ["+", "-", "*", "/"], "unary_operators": ["sin", "cos", "exp"],
                 "parallelism": "serial", "deterministic": True, "progress": False, "verbosity": 0,
                 "temp_equation_file": True}
+    constraints = {
+        "niterations": Interval(int, 1, None), "populations": Interval(int, 1, None),
+        "population_size": Interval(int, 1, None), "maxsize": Interval(int, 7, None),
+        "maxdepth": [Interval(int, 1, None), None],
+        "binary_operators": ListOf(Text, allow_empty=True), "unary_operators": ListOf(Text, allow_empty=True),
+        "parallelism": [OneOf("serial", "multithreading", "multiprocessing"), None],
+        "deterministic": Boolean, "progress": Boolean, "verbosity": Interval(int, 0, None),
+        "temp_equation_file": Boolean,
+    }
+
+    @classmethod
+    def check_options(cls, options):
+        if options["deterministic"] and options["parallelism"] != "serial":
+            raise cls.option_error("parallelism", "'serial' while deterministic is true", options["parallelism"])
 
     @classmethod
     def unavailable_reason(cls):

@@ -6,6 +6,7 @@ from sklearn.tree import DecisionTreeRegressor
 from jacdistill import hookimpl
 from jacdistill.adapters import EstimatorStudent
 from jacdistill.contracts import variables
+from jacdistill.options import Interval, OneOf
 
 
 class TreeStudent(EstimatorStudent):
@@ -13,6 +14,15 @@ class TreeStudent(EstimatorStudent):
 
     name = "tree"
     defaults = {"max_depth": 6, "min_samples_leaf": 5}
+    constraints = {  # a float is a fraction: of the training rows, of the features
+        "max_depth": [Interval(int, 1, None), None],
+        "min_samples_leaf": [Interval(int, 1, None), Interval(float, 0, 1, closed="neither")],
+        "max_features": [Interval(int, 1, None), Interval(float, 0, 1, closed="right"),
+                         OneOf("sqrt", "log2"), None],
+        "max_leaf_nodes": [Interval(int, 2, None), None],
+        "criterion": OneOf("squared_error", "friedman_mse", "absolute_error", "poisson"),
+        "splitter": OneOf("best", "random"), "ccp_alpha": Interval(float, 0, None),
+    }
 
     @classmethod
     def estimator_class(cls):

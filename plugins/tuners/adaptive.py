@@ -12,11 +12,13 @@ largest λ that met the constraint (the warm-up's best at λ = 0 if none did).
 import math
 import statistics
 
-from jacdistill import JacdistillError, Tuner, hookimpl
+from jacdistill import Tuner, hookimpl
+from jacdistill.options import Interval
+from jacdistill.teacher import Schedule
 
 
-class ConstraintController:
-    """A λ schedule for :func:`jacdistill.teacher.train` (see ``EarlyStopping`` for the interface)."""
+class ConstraintController(Schedule):
+    """The λ schedule of the adaptive tuner: a warm-up at λ = 0, then dual ascent."""
 
     def __init__(self, tol, lam0, growth, adapt_epochs, patience):
         self.tol, self.lam0, self.growth = tol, lam0, growth
@@ -48,18 +50,12 @@ class ConstraintController:
 class AdaptiveTuner(Tuner):
     name = "adaptive"
     defaults = {"tol": 0.05, "lam0": 1e-4, "growth": 1.5, "adapt_epochs": 100, "patience": 40}
-
-    def __init__(self, seed=0, **options):
-        super().__init__(seed, **options)
-        tol, lam0, growth, epochs, patience = (self.options[k] for k in self.defaults)
-        numbers_ok = all(isinstance(v, (int, float)) for v in (tol, lam0, growth))
-        if not (numbers_ok and tol >= 0 and lam0 > 0 and growth > 1):
-            raise JacdistillError(f"adaptive: need tol >= 0, lam0 > 0, growth > 1; got {tol!r}, {lam0!r}, {growth!r}")
-        if not all(isinstance(v, int) and v >= 1 for v in (epochs, patience)):
-            raise JacdistillError("adaptive: adapt_epochs and patience must be positive integers")
+    constraints = {"tol": Interval(float, 0, None), "lam0": Interval(float, 0, None, closed="neither"),
+                   "growth": Interval(float, 1, None, closed="neither"),
+                   "adapt_epochs": Interval(int, 1, None), "patience": Interval(int, 1, None)}
 
     def tune(self, search):
-        trial = search.teacher(ConstraintController(*(self.options[k] for k in self.defaults)))
+        trial = search.scheduled(ConstraintController(*(self.options[k] for k in self.defaults)))
         trial.extra["lam_per_epoch"] = [float(f"{h['lam']:.6g}") for h in trial.training.history]
         return trial
 

@@ -2,22 +2,20 @@
 teacher's validation MSE, found by bisection in log λ. No student is fitted while searching."""
 import math
 
-from jacdistill import JacdistillError, Tuner, hookimpl
+from jacdistill import Tuner, hookimpl
+from jacdistill.options import Interval
 
 
 class ConstrainedTuner(Tuner):
     name = "constrained"
     defaults = {"tol": 0.05, "lo": 1e-4, "hi": 1.0, "max_trainings": 6}
+    constraints = {"tol": Interval(float, 0, None), "lo": Interval(float, 0, None, closed="neither"),
+                   "hi": Interval(float, 0, None, closed="neither"), "max_trainings": Interval(int, 3, None)}
 
-    def __init__(self, seed=0, **options):
-        super().__init__(seed, **options)
-        tol, lo, hi, budget = (self.options[k] for k in ("tol", "lo", "hi", "max_trainings"))
-        if not (isinstance(tol, (int, float)) and tol >= 0):
-            raise JacdistillError(f"constrained: tol must be a number >= 0, got {tol!r}")
-        if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and 0 < lo < hi < math.inf):
-            raise JacdistillError(f"constrained: need 0 < lo < hi, got lo={lo!r} hi={hi!r}")
-        if not (isinstance(budget, int) and budget >= 3):
-            raise JacdistillError(f"constrained: max_trainings must be an integer >= 3, got {budget!r}")
+    @classmethod
+    def check_options(cls, options):
+        if not options["lo"] < options["hi"]:
+            raise cls.option_error("lo", f"below hi={options['hi']!r}", options["lo"])
 
     def tune(self, search):
         tol, lo, hi, budget = (self.options[k] for k in ("tol", "lo", "hi", "max_trainings"))

@@ -5,24 +5,23 @@ directory (in memory when there is none); ``storage=URL`` names any Optuna stora
 again with the same URL and data resumes the study, counting the trials already finished toward
 ``n_trials``. λ = 0 is evaluated beside the study when ``include_zero`` (log λ cannot reach it).
 """
-import math
-
 from jacdistill import JacdistillError, Tuner, hookimpl
-from jacdistill.plugins.tuners.grid import score
+from jacdistill.metrics import rank_score
+from jacdistill.options import Boolean, Interval, Text
 
 
 class OptunaTuner(Tuner):
     name = "optuna"
     defaults = {"n_trials": 10, "lo": 1e-4, "hi": 1.0, "include_zero": True, "storage": None,
                 "study_name": None}
+    constraints = {"n_trials": Interval(int, 1, None), "lo": Interval(float, 0, None, closed="neither"),
+                   "hi": Interval(float, 0, None, closed="neither"), "include_zero": Boolean,
+                   "storage": [Text, None], "study_name": [Text, None]}
 
-    def __init__(self, seed=0, **options):
-        super().__init__(seed, **options)
-        n, lo, hi = self.options["n_trials"], self.options["lo"], self.options["hi"]
-        if not (isinstance(n, int) and n >= 1):
-            raise JacdistillError(f"optuna: n_trials must be a positive integer, got {n!r}")
-        if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and 0 < lo < hi < math.inf):
-            raise JacdistillError(f"optuna: need 0 < lo < hi, got lo={lo!r} hi={hi!r}")
+    @classmethod
+    def check_options(cls, options):
+        if not options["lo"] < options["hi"]:
+            raise cls.option_error("lo", f"below hi={options['hi']!r}", options["lo"])
 
     def storage_url(self, search):
         if self.options["storage"]:
@@ -44,16 +43,15 @@ class OptunaTuner(Tuner):
         lo, hi = self.options["lo"], self.options["hi"]
 
         def objective(trial):
-            return max(score(search.student(search.teacher(trial.suggest_float("lam", lo, hi, log=True)))), -1e9)
+            return max(rank_score(search.student_r2(search.teacher(trial.suggest_float("lam", lo, hi, log=True)))), -1e9)
 
         finished = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
         study.optimize(objective, n_trials=max(0, self.options["n_trials"] - finished))
         candidates = [search.teacher(study.best_params["lam"])]  # retrained if found by an earlier run
         if self.options["include_zero"]:
             candidates.append(search.teacher(0.0))
-        for trial in candidates:
-            search.student(trial)
-        return max(candidates, key=lambda t: score(t.student_r2_val))
+        search.student_r2s(candidates)
+        return max(candidates, key=lambda t: rank_score(t.student_r2_val))
 
 
 @hookimpl

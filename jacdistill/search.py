@@ -1,0 +1,205 @@
+"""What a λ tuner works with: a :class:`Problem` (the training and validation rows, never the
+test rows), a :class:`Search` that trains teachers and fits students on it, caching and counting
+each, and the :class:`Tuner` contract that drives a search."""
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from jacdistill import teacher
+from jacdistill.teacher import EarlyStopping, Schedule, TrainConfig, TrainResult
+from jacdistill.contracts import Regularizer, Student
+from jacdistill.metrics import r2
+from jacdistill.options import JacdistillError, PluginOptions
+
+# progress(stage, done, total): stage is "teacher" (epochs) or "student" (0 then 1 of 1)
+Progress = Callable[[str, int, int], None]
+
+
+def restart_seed(seed: int, i: int) -> int:
+    """The seed of the i-th of several independent restarts of a run seeded ``seed`` (i = 0: the
+    run itself); shared by the grid tuner's student restarts and the sweep's control arm."""
+    return seed + 1000 * i
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One distillation problem in standardized units: what a teacher trains on and is scored
+    on, what a student fits, and how each is built."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_student: np.ndarray  # the inputs the student fits: training rows, plus augmentation
+    regularizer: Regularizer
+    widths: tuple[int, ...]
+    activation: str
+    config: TrainConfig
+    new_student: Callable[[int], Student]  # seed -> an unfitted student
+    seed: int
+    fingerprint: str  # identifies data and settings (an Optuna study's name)
+    workdir: Path | None = None  # where a tuner may keep files
+    progress: Progress | None = None
+
+    def train_teacher(self, schedule: Schedule) -> tuple[nn.Module, TrainResult]:
+        """A teacher trained under ``schedule`` from the problem seed's initial weights."""
+        cuda = [torch.device(self.config.device)] if self.config.device.startswith("cuda") else []
+        with torch.random.fork_rng(devices=cuda):  # seeded draws, the caller's RNG state untouched
+            torch.manual_seed(self.seed)  # every candidate starts from the same weights
+            model = teacher.MLP(self.X_train.shape[1], self.widths, 1, self.activation)
+            training = teacher.train(model, self.regularizer, schedule, self.X_train, self.y_train,
+                                     self.X_val, self.y_val, self.config, self.seed, self._on_epoch)
+        return model.cpu(), training
+
+    def _on_epoch(self, epoch: int, val_mse: float) -> None:
+        if self.progress:
+            self.progress("teacher", epoch, self.config.epochs)
+
+    def fit_student(self, model: nn.Module, seed: int) -> Student:
+        """A student seeded ``seed`` fitted to ``model``'s predictions on the student inputs."""
+        if self.progress:
+            self.progress("student", 0, 1)
+        student = self.new_student(seed)
+        try:
+            student.fit(self.X_student, teacher.predict(model, self.X_student))
+        except (ValueError, TypeError) as exc:  # most often an option value the student rejects
+            raise JacdistillError(f"student '{student.name}' failed to fit: "
+                                  f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
+        if self.progress:
+            self.progress("student", 1, 1)
+        return student
+
+
+@dataclass
+class Trial:
+    """One trained teacher (and, once fitted, its student) for one λ or λ schedule."""
+    lam: float  # the λ in force at the kept epoch
+    model: nn.Module
+    training: TrainResult
+    teacher_r2_val: float
+    seconds: float
+    student: Student | None = None
+    student_r2_val: float | None = None
+    extra: dict = field(default_factory=dict)  # tuner-specific notes, e.g. the λ trajectory
+
+    @property
+    def val_mse(self) -> float:
+        return self.training.best_val_mse
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready summary (no model)."""
+        return {"lam": self.lam, "teacher_r2_val": self.teacher_r2_val,
+                "student_r2_val": self.student_r2_val, "seconds": self.seconds,
+                "epochs": self.training.epochs_run, **self.extra}
+
+
+class Search:
+    """Trains teachers and fits students on a :class:`Problem` for a tuner, caching teachers by
+    λ and counting the cost. Candidates may be asked for several at a time (``teachers``)."""
+
+    def __init__(self, problem: Problem):
+        self.problem: Problem | None = problem
+        self.trials: list[Trial] = []
+        self.teacher_trainings = self.student_fits = 0
+        self.teacher_seconds = self.student_seconds = 0.0
+
+    @property
+    def live(self) -> Problem:
+        """The problem, while the search is open (see :meth:`release`)."""
+        if self.problem is None:
+            raise RuntimeError("this search is over: its problem was released")
+        return self.problem
+
+    @property
+    def workdir(self) -> Path | None:
+        return self.live.workdir
+
+    @property
+    def fingerprint(self) -> str:
+        return self.live.fingerprint
+
+    def teachers(self, lams: Sequence[float]) -> list[Trial]:
+        """One trial per λ (constant, early stopping on validation MSE); each λ is trained once."""
+        return [self._cached(float(lam)) or self._train(EarlyStopping(lam, self.live.config.patience))
+                for lam in lams]
+
+    def teacher(self, lam: float) -> Trial:
+        """The trial for one constant λ (see :meth:`teachers`)."""
+        return self.teachers([lam])[0]
+
+    def scheduled(self, schedule: Schedule) -> Trial:
+        """A teacher trained under a λ schedule of the tuner's own (never cached)."""
+        trial = self._train(schedule)
+        trial.extra["schedule"] = type(schedule).__name__
+        return trial
+
+    def _cached(self, lam: float) -> Trial | None:
+        return next((t for t in self.trials if t.lam == lam and "schedule" not in t.extra), None)
+
+    def _train(self, schedule: Schedule) -> Trial:
+        started = time.perf_counter()
+        model, training = self.live.train_teacher(schedule)
+        seconds = time.perf_counter() - started
+        self.teacher_trainings += 1
+        self.teacher_seconds += seconds
+        val_r2 = r2(self.live.y_val, teacher.predict(model, self.live.X_val))
+        trial = Trial(training.lam, model, training, val_r2, seconds)
+        self.trials.append(trial)
+        return trial
+
+    def student_r2(self, trial: Trial, seed: int | None = None) -> float:
+        """Fit the student on ``trial``'s teacher (once; seeded ``seed``, else the problem's seed)
+        and return its validation R²."""
+        if trial.student_r2_val is None:
+            problem, started = self.live, time.perf_counter()
+            trial.student = problem.fit_student(trial.model, problem.seed if seed is None else seed)
+            if seed is not None:
+                trial.extra["student_seed"] = seed
+            seconds = time.perf_counter() - started
+            self.student_fits += 1
+            self.student_seconds += seconds
+            trial.seconds += seconds
+            trial.student_r2_val = r2(problem.y_val, trial.student.predict(problem.X_val))
+        return trial.student_r2_val
+
+    def student_r2s(self, trials: Sequence[Trial], seeds: Sequence[int | None] | None = None) -> list[float]:
+        """:meth:`student_r2` for several trials (``seeds``: one per trial)."""
+        seeds = [None] * len(trials) if seeds is None else seeds
+        return [self.student_r2(trial, seed) for trial, seed in zip(trials, seeds)]
+
+    def release(self) -> None:
+        """Drop the problem (data, plugins, progress callback) once the search is over: the trials
+        and counts that stay can be pickled with the estimator."""
+        self.problem = None
+
+    def compute(self) -> dict[str, Any]:
+        return {"teacher_trainings": self.teacher_trainings, "student_fits": self.student_fits,
+                "seconds": self.teacher_seconds + self.student_seconds}
+
+
+class Tuner(PluginOptions, ABC):
+    """Chooses λ for one problem, seeing only its training and validation rows.
+
+    ``tune(search)`` asks the :class:`Search` for teachers (``search.teachers([λ, …])``, or
+    ``search.scheduled(schedule)``) and students' validation R² (``search.student_r2(trial)``),
+    and returns the chosen :class:`Trial`; the distiller then uses that trial's teacher (and
+    student, if fitted) as they are.
+    """
+
+    kind = "tuner"
+
+    def __init__(self, seed: int = 0, **options: Any):
+        self.seed = seed
+        self.options = self.resolve_options(options)
+
+    @abstractmethod
+    def tune(self, search: Search) -> Trial:
+        """Return the chosen trial."""

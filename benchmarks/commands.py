@@ -5,6 +5,7 @@ core command line never imports ``jacdistill.benchmarks``. The measuring modules
 command runs. A results file is written only into the folder ``--out`` names; the standalone
 scripts (``python benchmarks/<name>.py``) pass ``--out`` = this folder's ``results/``.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,10 @@ import click
 from jacdistill.hookspecs import hookimpl
 from jacdistill.options import JacdistillError
 
-OUT_HELP = ("Folder for the results file (<benchmark>-<device>.json, with machine and versions); "
-            "without --out the table is printed and nothing is written.")
+OUT_HELP = (
+    "Folder for the results file (<benchmark>-<device>.json, with machine and versions); "
+    "without --out the table is printed and nothing is written."
+)
 
 
 def out_option(command):
@@ -44,10 +47,16 @@ def bench():
 
 
 @bench.command("step")
-@click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Timed rounds per cell (the median is reported).")
-@click.option("--repeats", type=click.IntRange(min=8), default=24, show_default=True,
-              help="Steps per cell and round.")
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Timed rounds per cell (the median is reported).",
+)
+@click.option(
+    "--repeats", type=click.IntRange(min=8), default=24, show_default=True, help="Steps per cell and round."
+)
 @click.option("--device", default="cpu", show_default=True)
 @out_option
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
@@ -67,8 +76,13 @@ def bench_step(rounds, repeats, device, out, as_json):
 
 
 @bench.command("kernel")
-@click.option("--batch", "batches", type=click.IntRange(min=1), multiple=True,
-              help="Batch size (repeatable; default 1024, 16384, 262144).")
+@click.option(
+    "--batch",
+    "batches",
+    type=click.IntRange(min=1),
+    multiple=True,
+    help="Batch size (repeatable; default 1024, 16384, 262144).",
+)
 @click.option("--net", "nets", multiple=True, help="MLP as d-w1-…-k, e.g. 16-64-64-1 (repeatable).")
 @click.option("--interpret", is_flag=True, help="Triton's CPU interpreter on a tiny grid: a correctness run.")
 @out_option
@@ -79,8 +93,10 @@ def bench_kernel(batches, nets, interpret, out, as_json):
     import torch
 
     if not interpret and not torch.cuda.is_available():
-        raise JacdistillError("bench kernel needs a CUDA GPU, and none is available here; "
-                              "--interpret runs a tiny correctness check on the CPU instead")
+        raise JacdistillError(
+            "bench kernel needs a CUDA GPU, and none is available here; "
+            "--interpret runs a tiny correctness check on the CPU instead"
+        )
     from jacdistill.benchmarks import kernel_jacnorm
     from jacdistill.tables import markdown_table
 
@@ -111,8 +127,13 @@ def bench_tuners(datasets, seeds, out, as_json):
     names, seed_list = split_list(datasets) or tuners.DATASETS, split_list(seeds, int)
     rows = tuners.measure(names, seed_list, log=lambda line: click.echo(line, err=True))
     summary = tuners.summarize(rows)
-    settings = {"datasets": names, "seeds": seed_list, "tuners": tuners.TUNERS, "student": tuners.STUDENT,
-                "fixed_lam": tuners.FIXED_LAM}
+    settings = {
+        "datasets": names,
+        "seeds": seed_list,
+        "tuners": tuners.TUNERS,
+        "student": tuners.STUDENT,
+        "fixed_lam": tuners.FIXED_LAM,
+    }
     path = save("tuners", rows, settings, "cpu", out, summary=summary)
     if as_json:
         click.echo(json.dumps({"rows": rows, "summary": summary, "file": path}, indent=2))

@@ -19,6 +19,7 @@ Run: ``python benchmarks/kernel_jacnorm.py [--json] [--interpret]`` or ``jacdist
 ``interpret=True`` runs the Triton interpreter on CPU on a tiny grid: a correctness run, its
 times mean nothing.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -42,8 +43,16 @@ LAM = 1e-2
 METHODS = ("triton", "eager_double_backward", "vmap_jacrev", "analytic_torch", "compiled_analytic")
 VARIANTS = ("triton_two_pass", "triton_wgrad_gemm", "triton_wgrad_kernel", "triton_tf32x3")
 PASSES = ("forward", "forward+backward")
-COLUMNS = [("net", ""), ("batch", ""), ("pass", ""), ("method", ""), ("ms", ".3f"),
-           ("speedup_vs_eager", ".2f"), ("max_rel_err", ".1e"), ("note", "")]
+COLUMNS = [
+    ("net", ""),
+    ("batch", ""),
+    ("pass", ""),
+    ("method", ""),
+    ("ms", ".3f"),
+    ("speedup_vs_eager", ".2f"),
+    ("max_rel_err", ".1e"),
+    ("note", ""),
+]
 
 
 def parse_net(text: str) -> tuple[int, ...]:
@@ -87,14 +96,19 @@ def _reference(model, x, y, lam):
         out, jac = analytic.output_and_jacobian(m64, x64)
         sq = jac.pow(2).sum((0, 2)) if jac.ndim == 3 else jac.pow(2).sum(1)
         del jac
-        loss, grads = analytic.loss_and_gradients(x64, y64, lam, activation, list(weights), list(biases),
-                                                  w_out, b_out)
+        loss, grads = analytic.loss_and_gradients(
+            x64, y64, lam, activation, list(weights), list(biases), w_out, b_out
+        )
     return (out, sq), (loss, grads)
 
 
 def _copy(model, dtype):
-    copy = MLP(model.architecture["d_in"], tuple(model.architecture["widths"]),
-               model.architecture["d_out"], model.activation).to(next(model.parameters()).device, dtype)
+    copy = MLP(
+        model.architecture["d_in"],
+        tuple(model.architecture["widths"]),
+        model.architecture["d_out"],
+        model.activation,
+    ).to(next(model.parameters()).device, dtype)
     copy.load_state_dict({k: v.to(dtype) for k, v in model.state_dict().items()})
     return copy
 
@@ -168,6 +182,7 @@ def _backward_methods(model, x, y, lam, jacnorm, compile_ok, variants):
             loss = loss_fn()
             loss.backward()
             return loss.detach(), [p.grad for p in params]
+
         return step
 
     eager_penalty = JacobianPenalty(backend="autograd")
@@ -179,12 +194,15 @@ def _backward_methods(model, x, y, lam, jacnorm, compile_ok, variants):
         jac = vmap(jacrev(single, argnums=1), in_dims=(None, 0))(live, x)
         return torch.mean((model(x) - y) ** 2) + lam * jac.pow(2).sum() / len(x)
 
-    methods = {"eager_double_backward": run(lambda: eager_penalty.loss(model, x, y, lam)),
-               "vmap_jacrev": run(func_loss),
-               "analytic_torch": run(lambda: analytic.fused_loss(model, x, y, lam))}
+    methods = {
+        "eager_double_backward": run(lambda: eager_penalty.loss(model, x, y, lam)),
+        "vmap_jacrev": run(func_loss),
+        "analytic_torch": run(lambda: analytic.fused_loss(model, x, y, lam)),
+    }
     if jacnorm is not None:
         methods["triton"] = run(lambda: jacnorm.fused_loss(model, x, y, lam))
         if variants:
+
             def two_pass():
                 out, sq = jacnorm.output_and_sqnorms(model, x, grad=True)
                 return torch.mean((out - y) ** 2) + lam * sq.sum() / len(x)
@@ -194,7 +212,8 @@ def _backward_methods(model, x, y, lam, jacnorm, compile_ok, variants):
             methods["triton_wgrad_kernel"] = run(lambda: jacnorm.fused_loss(model, x, y, lam, wgrad="kernel"))
             if x.is_cuda:
                 methods["triton_tf32x3"] = run(
-                    lambda: jacnorm.fused_loss(model, x, y, lam, precision="tf32x3"))
+                    lambda: jacnorm.fused_loss(model, x, y, lam, precision="tf32x3")
+                )
     if compile_ok:
         _reset_compiler()
         compiled = torch.compile(analytic.loss_and_gradients)
@@ -204,8 +223,16 @@ def _backward_methods(model, x, y, lam, jacnorm, compile_ok, variants):
             for p in params:
                 p.grad = None
             with torch.no_grad():
-                loss, grads = compiled(x, y, lam, parts[0], [w.detach() for w in parts[1]],
-                                       [b.detach() for b in parts[2]], parts[3].detach(), parts[4].detach())
+                loss, grads = compiled(
+                    x,
+                    y,
+                    lam,
+                    parts[0],
+                    [w.detach() for w in parts[1]],
+                    [b.detach() for b in parts[2]],
+                    parts[3].detach(),
+                    parts[4].detach(),
+                )
             for p, g in zip(params, grads):
                 p.grad = g
             return loss, grads
@@ -214,10 +241,20 @@ def _backward_methods(model, x, y, lam, jacnorm, compile_ok, variants):
     return methods
 
 
-def measure(batches=None, nets=None, device: str = "cuda", interpret: bool = False, *,
-            activation: str = ACTIVATION, lam: float = LAM, rounds: int | None = None,
-            repeats: int | None = None, warmup: int | None = None, variants: bool = True,
-            compile: bool | None = None) -> list[dict]:
+def measure(
+    batches=None,
+    nets=None,
+    device: str = "cuda",
+    interpret: bool = False,
+    *,
+    activation: str = ACTIVATION,
+    lam: float = LAM,
+    rounds: int | None = None,
+    repeats: int | None = None,
+    warmup: int | None = None,
+    variants: bool = True,
+    compile: bool | None = None,
+) -> list[dict]:
     """Rows with keys net, batch, method, pass, ms, speedup_vs_eager, max_rel_err, note.
 
     Defaults: the grid BATCHES × NETS (``interpret``: B = 64 and a 16-16-16-1 net on CPU, one
@@ -284,9 +321,18 @@ def measure(batches=None, nets=None, device: str = "cuda", interpret: bool = Fal
                 for name in order:
                     ms = seconds[name] * 1e3 if name in seconds else None
                     speedup = eager / seconds[name] if eager and name in seconds else None
-                    rows.append({"net": net_name(net), "batch": batch, "method": name, "pass": pass_,
-                                 "ms": ms, "speedup_vs_eager": speedup, "max_rel_err": errors.get(name),
-                                 "note": notes.get(name, "")})
+                    rows.append(
+                        {
+                            "net": net_name(net),
+                            "batch": batch,
+                            "method": name,
+                            "pass": pass_,
+                            "ms": ms,
+                            "speedup_vs_eager": speedup,
+                            "max_rel_err": errors.get(name),
+                            "note": notes.get(name, ""),
+                        }
+                    )
                 del methods, cells
     return rows
 
@@ -303,8 +349,13 @@ def _repeats(cells, sync) -> int:
 
 
 def settings(interpret: bool = False, activation: str = ACTIVATION, lam: float = LAM) -> dict:
-    return {"activation": activation, "lam": lam, "interpret": interpret,
-            "dtype": "float32", "triton_precision": "ieee"}
+    return {
+        "activation": activation,
+        "lam": lam,
+        "interpret": interpret,
+        "dtype": "float32",
+        "triton_precision": "ieee",
+    }
 
 
 if __name__ == "__main__":

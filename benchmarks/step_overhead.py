@@ -3,6 +3,7 @@
 Every cell trains its own copy of the same MLP on the same batch; cells take turns so all see the
 same machine. Run: ``python benchmarks/step_overhead.py`` or ``jacdistill bench step [--json]``.
 """
+
 from __future__ import annotations
 
 import sys
@@ -59,21 +60,42 @@ def measure(rounds: int = 10, repeats: int = 24, warmup: int = 16, device: str =
     rows = []
     for net, batch in NETS:
         for activation in ACTIVATIONS:
-            cells = {i: cell(net, batch, activation, reg, opts, every, device)
-                     for i, (reg, opts, every) in enumerate(METHODS)}
+            cells = {
+                i: cell(net, batch, activation, reg, opts, every, device)
+                for i, (reg, opts, every) in enumerate(METHODS)
+            }
             seconds = harness.interleaved_medians(cells, rounds, repeats, warmup, sync)
             for i, (reg, opts, every) in enumerate(METHODS):
-                rows.append({"net": "-".join(map(str, net)), "batch": batch, "activation": activation,
-                             "regularizer": reg, "options": method_label(opts),
-                             "backend": opts.get("backend", "-"), "reg_every": every,
-                             "ms_per_step": seconds[i] * 1e3, "ratio": seconds[i] / seconds[0]})
+                rows.append(
+                    {
+                        "net": "-".join(map(str, net)),
+                        "batch": batch,
+                        "activation": activation,
+                        "regularizer": reg,
+                        "options": method_label(opts),
+                        "backend": opts.get("backend", "-"),
+                        "reg_every": every,
+                        "ms_per_step": seconds[i] * 1e3,
+                        "ratio": seconds[i] / seconds[0],
+                    }
+                )
     return rows
 
 
-COLUMNS = [("net", ""), ("batch", ""), ("activation", ""), ("regularizer", ""), ("options", ""),
-           ("backend", ""), ("reg_every", ""), ("ms_per_step", ".3f"), ("ratio", ".2f")]
+COLUMNS = [
+    ("net", ""),
+    ("batch", ""),
+    ("activation", ""),
+    ("regularizer", ""),
+    ("options", ""),
+    ("backend", ""),
+    ("reg_every", ""),
+    ("ms_per_step", ".3f"),
+    ("ratio", ".2f"),
+]
 
 
 if __name__ == "__main__":
     from jacdistill.benchmarks.commands import run_standalone
+
     run_standalone("step", sys.argv[1:])

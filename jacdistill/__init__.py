@@ -4,6 +4,7 @@ A teacher MLP is trained with a smoothness penalty (λ·mean‖∂f/∂x‖²_F 
 symbolic-regression student is fitted to its predictions. Regularizers, students and λ tuners are
 plugins registered through the ``jacdistill`` entry-point group.
 """
+
 import importlib
 
 from jacdistill.hookspecs import hookimpl
@@ -12,8 +13,12 @@ from jacdistill.options import JacdistillError
 __version__ = "0.1.0"
 __all__ = ["Distiller", "JacdistillError", "Regularizer", "Student", "Tuner", "hookimpl", "__version__"]
 
-_LAZY = {"Distiller": "jacdistill.estimator", "Regularizer": "jacdistill.contracts",
-         "Student": "jacdistill.contracts", "Tuner": "jacdistill.search"}
+_LAZY = {
+    "Distiller": "jacdistill.estimator",
+    "Regularizer": "jacdistill.contracts",
+    "Student": "jacdistill.contracts",
+    "Tuner": "jacdistill.search",
+}
 
 
 def __getattr__(name):  # torch, sklearn and sympy load on first use, so the CLI starts fast

@@ -1,4 +1,5 @@
 """Base class for students that wrap a scikit-learn style estimator."""
+
 from __future__ import annotations
 
 from abc import abstractmethod
@@ -36,10 +37,12 @@ class EstimatorStudent(Student):
     @classmethod
     def options_hint(cls) -> str:
         estimator = cls.estimator_class()
-        return (f"{', '.join(sorted(cls.defaults))}, or any parameter of "
-                f"{estimator.__module__.split('.')[0]}'s {estimator.__name__}")
+        return (
+            f"{', '.join(sorted(cls.defaults))}, or any parameter of "
+            f"{estimator.__module__.split('.')[0]}'s {estimator.__name__}"
+        )
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "EstimatorStudent":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> EstimatorStudent:
         options: dict[str, Any] = {**self.options, self.seed_parameter: self.seed}
         self.estimator_ = self.estimator_class()(**options).fit(X, y)
         self.n_features_ = X.shape[1]

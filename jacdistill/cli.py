@@ -1,4 +1,5 @@
 """The ``jacdistill`` command line: a thin layer over :mod:`jacdistill.pipeline` and the registry."""
+
 from __future__ import annotations
 
 import functools
@@ -59,8 +60,11 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-@click.group(cls=Jacdistill, epilog="Plugins can add more commands, loaded when named: jacdistill's "
-             "own add 'bench' (see 'jacdistill bench --help').")
+@click.group(
+    cls=Jacdistill,
+    epilog="Plugins can add more commands, loaded when named: jacdistill's "
+    "own add 'bench' (see 'jacdistill bench --help').",
+)
 @click.version_option(__version__, prog_name="jacdistill")
 def cli():
     """Distil a neural network into a formula a person can read."""
@@ -98,10 +102,16 @@ class Bars:
         if not self.enabled:
             return
         from tqdm import tqdm
+
         if self.bar is None or self.bar.desc != stage or done <= self.bar.n:  # a new fit began
             self.close()
-            self.bar = tqdm(total=total, desc=stage, unit="epoch" if stage == "teacher" else "fit",
-                            leave=False, file=sys.stderr)
+            self.bar = tqdm(
+                total=total,
+                desc=stage,
+                unit="epoch" if stage == "teacher" else "fit",
+                leave=False,
+                file=sys.stderr,
+            )
         self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
@@ -144,30 +154,49 @@ class ActivationChoice(click.Choice):
 
 
 PROBLEM_OPTIONS = [  # what defines one distillation problem; shared by run and tune
-    click.option("--dataset", help=f"Bundled dataset (see `jacdistill datasets`); default {DEFAULT_DATASET}."),
+    click.option(
+        "--dataset", help=f"Bundled dataset (see `jacdistill datasets`); default {DEFAULT_DATASET}."
+    ),
     click.option("--data", type=click.Path(dir_okay=False), help="CSV or Parquet file of your own."),
     click.option("--target", help="Target column (default: the last column)."),
     click.option("--regularizer", cls=DistillerOption, help="Smoothness penalty plugin."),
     click.option("--reg-opt", multiple=True, metavar="KEY=VALUE", help="Option for the regularizer."),
     click.option("--backend", help="Regularizer backend, e.g. auto, autograd, analytic (jacobian)."),
-    click.option("--reg-every", cls=DistillerOption, type=click.IntRange(min=1),
-                 help="Apply the penalty every K steps with weight K·λ."),
+    click.option(
+        "--reg-every",
+        cls=DistillerOption,
+        type=click.IntRange(min=1),
+        help="Apply the penalty every K steps with weight K·λ.",
+    ),
     click.option("--tuner", cls=DistillerOption, help="λ tuner plugin."),
     click.option("--tuner-opt", multiple=True, metavar="KEY=VALUE", help="Option for the tuner."),
     click.option("--student", cls=DistillerOption, help="Student plugin."),
     click.option("--student-opt", multiple=True, metavar="KEY=VALUE", help="Option for the student."),
-    click.option("--widths", cls=DistillerOption, callback=parse_widths,
-                 help="Hidden layer widths of the teacher MLP, e.g. 64,64."),
+    click.option(
+        "--widths",
+        cls=DistillerOption,
+        callback=parse_widths,
+        help="Hidden layer widths of the teacher MLP, e.g. 64,64.",
+    ),
     click.option("--activation", cls=DistillerOption, type=ActivationChoice()),
-    click.option("--epochs", cls=DistillerOption, type=click.IntRange(min=1),
-                 help="Maximum teacher epochs (early stopping on validation MSE)."),
+    click.option(
+        "--epochs",
+        cls=DistillerOption,
+        type=click.IntRange(min=1),
+        help="Maximum teacher epochs (early stopping on validation MSE).",
+    ),
     click.option("--batch-size", cls=DistillerOption, type=click.IntRange(min=1)),
     click.option("--lr", cls=DistillerOption, type=click.FloatRange(min=0, min_open=True)),
     click.option("--patience", cls=DistillerOption, type=click.IntRange(min=1)),
     click.option("--seed", cls=DistillerOption, type=int),
     click.option("--device", cls=DistillerOption, help="cpu, or cuda when available."),
-    click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
-                 help="Torch CPU threads: one is as fast for small MLPs and robust on a busy machine."),
+    click.option(
+        "--threads",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Torch CPU threads: one is as fast for small MLPs and robust on a busy machine.",
+    ),
     click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/<time>-…)."),
 ]
 
@@ -190,23 +219,39 @@ def load_problem(dataset, data, target, lam, opts):
 
     if dataset is not None and data is not None:
         raise JacdistillError("give either --dataset or --data, not both")
-    table = load_file(data, target) if data is not None else load_bundled(
-        DEFAULT_DATASET if dataset is None else dataset)
+    table = (
+        load_file(data, target)
+        if data is not None
+        else load_bundled(DEFAULT_DATASET if dataset is None else dataset)
+    )
     if target is not None and data is None and target != table.target_name:
-        raise JacdistillError(f"bundled dataset '{table.name}' has target '{table.target_name}'; "
-                              f"--target applies to --data files")
+        raise JacdistillError(
+            f"bundled dataset '{table.name}' has target '{table.target_name}'; "
+            f"--target applies to --data files"
+        )
     reg_options = parse_key_values(opts["reg_opt"], "--reg-opt")
     if opts["backend"] is not None:
         reg_options["backend"] = opts["backend"]
-    params = dict(regularizer=opts["regularizer"], lam=0.0 if opts["regularizer"] == "none" else lam,
-                  regularizer_options=reg_options, reg_every=opts["reg_every"], tuner=opts["tuner"],
-                  tuner_options=parse_key_values(opts["tuner_opt"], "--tuner-opt"),
-                  student=opts["student"], student_options=parse_key_values(opts["student_opt"], "--student-opt"),
-                  **{k: opts[k] for k in ("widths", "activation", "epochs", "batch_size", "lr",
-                                          "patience", "device", "seed")})
+    params = dict(
+        regularizer=opts["regularizer"],
+        lam=0.0 if opts["regularizer"] == "none" else lam,
+        regularizer_options=reg_options,
+        reg_every=opts["reg_every"],
+        tuner=opts["tuner"],
+        tuner_options=parse_key_values(opts["tuner_opt"], "--tuner-opt"),
+        student=opts["student"],
+        student_options=parse_key_values(opts["student_opt"], "--student-opt"),
+        **{
+            k: opts[k]
+            for k in ("widths", "activation", "epochs", "batch_size", "lr", "patience", "device", "seed")
+        },
+    )
     penalty, student_options, _, tuner = Distiller(**params).resolve_plugins()
-    resolved = {"regularizer": penalty.options, "student": student_options,
-                "tuner": tuner.options if tuner else None}
+    resolved = {
+        "regularizer": penalty.options,
+        "student": student_options,
+        "tuner": tuner.options if tuner else None,
+    }
     return table, params, resolved
 
 
@@ -216,16 +261,31 @@ def start_run_dir(command, table, params, resolved, out, **settings):
     from jacdistill import pipeline, provenance
     from jacdistill.data import SPLIT
 
-    return pipeline.prepare_run_dir(out or pipeline.default_run_dir(table, params, command), {
-        "command": command, "torch_threads": torch.get_num_threads(), "dataset": table.name, "target": table.target_name,
-        "features": table.feature_names, **settings, **params, "resolved_options": resolved,
-        "split": SPLIT, "versions": provenance.package_versions()})
+    return pipeline.prepare_run_dir(
+        out or pipeline.default_run_dir(table, params, command),
+        {
+            "command": command,
+            "torch_threads": torch.get_num_threads(),
+            "dataset": table.name,
+            "target": table.target_name,
+            "features": table.feature_names,
+            **settings,
+            **params,
+            "resolved_options": resolved,
+            "split": SPLIT,
+            "versions": provenance.package_versions(),
+        },
+    )
 
 
 @cli.command()
 @problem_options
-@click.option("--lam", cls=DistillerOption, callback=parse_lam,
-              help="Penalty weight λ, or auto: chosen by --tuner on the validation rows.")
+@click.option(
+    "--lam",
+    cls=DistillerOption,
+    callback=parse_lam,
+    help="Penalty weight λ, or auto: chosen by --tuner on the validation rows.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json to stdout.")
 @click.option("--no-baseline", is_flag=True, help="Skip the λ = 0 baseline fit.")
 def run(dataset, data, target, lam, out, as_json, no_baseline, **opts):
@@ -265,16 +325,28 @@ def tune(dataset, data, target, out, as_json, **opts):
     if as_json:
         click.echo((run_dir / "tuning.json").read_text(), nl=False)
         return
-    rows = [(f"{t['lam']:.3g}", fmt(t["teacher_r2_val"]), fmt(t["teacher_r2_test"]),
-             fmt(t["student_r2_val"]), f"{t['seconds']:.1f}") for t in report["trials"]]
+    rows = [
+        (
+            f"{t['lam']:.3g}",
+            fmt(t["teacher_r2_val"]),
+            fmt(t["teacher_r2_test"]),
+            fmt(t["student_r2_val"]),
+            f"{t['seconds']:.1f}",
+        )
+        for t in report["trials"]
+    ]
     click.echo(f"{table.name}: tuner {report['tuner']} chose λ = {report['lam']:.4g}")
-    click.echo(f"{'λ':>10} {'teacher val R²':>15} {'teacher test R²':>16} {'student val R²':>15} {'seconds':>8}")
+    click.echo(
+        f"{'λ':>10} {'teacher val R²':>15} {'teacher test R²':>16} {'student val R²':>15} {'seconds':>8}"
+    )
     for row in rows:
         click.echo(f"{row[0]:>10} {row[1]:>15} {row[2]:>16} {row[3]:>15} {row[4]:>8}")
     compute = report["compute"]
-    click.echo(f"chosen: student test R² {fmt(report['student_r2_test'])}, teacher test R² "
-               f"{fmt(report['teacher_r2_test'])}; compute: {compute['teacher_trainings']} teacher "
-               f"trainings, {compute['student_fits']} student fits, {compute['seconds']:.1f} s")
+    click.echo(
+        f"chosen: student test R² {fmt(report['student_r2_test'])}, teacher test R² "
+        f"{fmt(report['teacher_r2_test'])}; compute: {compute['teacher_trainings']} teacher "
+        f"trainings, {compute['student_fits']} student fits, {compute['seconds']:.1f} s"
+    )
     click.echo(f"run dir   {run_dir}")
 
 
@@ -290,11 +362,17 @@ def summary(table, main, base, run_dir, seconds: float) -> str:
     separate_base = base is not None and base is not main  # at λ = 0 the run is its own baseline
     title = f"{m['regularizer']} λ={m['lam']:.3g}" + (f" ({m['tuner']})" if m["tuner"] else "")
     columns = [(title, m)] + ([("baseline λ=0", base.metrics)] if separate_base else [])
-    rows = [("teacher test R²", "teacher_r2_test"), ("student test R²", "student_r2_test"),
-            ("fidelity R²", "fidelity_r2_test"), ("complexity", "complexity")]
+    rows = [
+        ("teacher test R²", "teacher_r2_test"),
+        ("student test R²", "student_r2_test"),
+        ("fidelity R²", "fidelity_r2_test"),
+        ("complexity", "complexity"),
+    ]
     show = lambda v: str(v) if isinstance(v, int) else fmt(v)
-    lines = [f"{table.name}: MLP {arch} {est.activation} teacher, {m['student']} student, seed {m['seed']}",
-             f"{'':20}" + "".join(f"{title:>22}" for title, _ in columns)]
+    lines = [
+        f"{table.name}: MLP {arch} {est.activation} teacher, {m['student']} student, seed {m['seed']}",
+        f"{'':20}" + "".join(f"{title:>22}" for title, _ in columns),
+    ]
     lines += [f"{label:20}" + "".join(f"{show(c[key]):>22}" for _, c in columns) for label, key in rows]
     lines.append(f"formula   {formula.as_text(est.formula_, table.target_name, digits=4)}")
     if separate_base:
@@ -326,8 +404,10 @@ def datasets(as_json):
     """List the bundled datasets with their sizes."""
     from jacdistill.data import bundled_datasets
 
-    rows = [{k: row[k] for k in ("name", "rows", "features", "target", "original_source", "license_note")}
-            for row in bundled_datasets()]
+    rows = [
+        {k: row[k] for k in ("name", "rows", "features", "target", "original_source", "license_note")}
+        for row in bundled_datasets()
+    ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -346,25 +426,52 @@ def split_list(value: str | None, cast=str) -> tuple | None:
 
 
 @cli.command()
-@click.option("--config", type=click.Path(dir_okay=False), help="TOML file describing the grid; flags override it.")
+@click.option(
+    "--config", type=click.Path(dir_okay=False), help="TOML file describing the grid; flags override it."
+)
 @click.option("--datasets", help="Comma-separated bundled datasets (default: all).")
 @click.option("--students", help=f"Comma-separated students (default: {','.join(DEFAULT_STUDENTS)}).")
 @click.option("--seeds", help=f"Comma-separated seeds (default: {','.join(map(str, DEFAULT_SEEDS))}).")
 @click.option("--arms", help=f"Comma-separated arms (default: {','.join(ARMS)}).")
 @click.option("--regularizer", help="Smoothness penalty plugin (default: jacobian).")
 @click.option("--tuner", help="λ tuner for the regularized arms (default: constrained).")
-@click.option("--lam", callback=parse_lam, help="Fixed λ for the regularized arms instead of tuning (default: auto).")
+@click.option(
+    "--lam", callback=parse_lam, help="Fixed λ for the regularized arms instead of tuning (default: auto)."
+)
 @click.option("--tuner-opt", multiple=True, metavar="KEY=VALUE", help="Option for the tuner.")
-@click.option("--student-opt", multiple=True, metavar="STUDENT.KEY=VALUE",
-              help="Option for one student, e.g. operon.generations=50.")
+@click.option(
+    "--student-opt",
+    multiple=True,
+    metavar="STUDENT.KEY=VALUE",
+    help="Option for one student, e.g. operon.generations=50.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum teacher epochs.")
 @click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True)
 @click.option("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: start a LocalCluster).")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Worker processes.")
-@click.option("--out", type=click.Path(file_okay=False), required=True,
-              help="Sweep directory; rerunning with the same one resumes.")
-def sweep(config, datasets, students, seeds, arms, regularizer, tuner, lam, tuner_opt, student_opt, epochs,
-          executor, scheduler, workers, out):
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Sweep directory; rerunning with the same one resumes.",
+)
+def sweep(
+    config,
+    datasets,
+    students,
+    seeds,
+    arms,
+    regularizer,
+    tuner,
+    lam,
+    tuner_opt,
+    student_opt,
+    epochs,
+    executor,
+    scheduler,
+    workers,
+    out,
+):
     """Run a resumable grid of distillation trials: datasets × students × arms × seeds."""
     from pathlib import Path
 
@@ -372,22 +479,47 @@ def sweep(config, datasets, students, seeds, arms, regularizer, tuner, lam, tune
 
     from jacdistill import sweep as sweeps
 
-    flags = {"datasets": split_list(datasets), "students": split_list(students),
-             "seeds": split_list(seeds, int), "arms": split_list(arms), "regularizer": regularizer,
-             "tuner": tuner, "lam": lam, "epochs": epochs}
-    spec = sweeps.spec_from(config, flags, parse_key_values(tuner_opt, "--tuner-opt"),
-                            parse_key_values(student_opt, "--student-opt"))
+    flags = {
+        "datasets": split_list(datasets),
+        "students": split_list(students),
+        "seeds": split_list(seeds, int),
+        "arms": split_list(arms),
+        "regularizer": regularizer,
+        "tuner": tuner,
+        "lam": lam,
+        "epochs": epochs,
+    }
+    spec = sweeps.spec_from(
+        config,
+        flags,
+        parse_key_values(tuner_opt, "--tuner-opt"),
+        parse_key_values(student_opt, "--student-opt"),
+    )
     sweeps.check(spec)
     sweeps.prepare(Path(out), spec)
     todo = len(sweeps.missing(Path(out), spec))
     total = len(spec.units()) * len(spec.arms)
     started = time.perf_counter()
-    with tqdm(total=total, initial=total - todo, desc="trials", unit="trial", file=sys.stderr,
-              disable=not sys.stderr.isatty()) as bar:
-        ran = sweeps.execute(spec, Path(out), executor, workers, scheduler,
-                             on_done=lambda n: bar.update(total - todo + n - bar.n))
-    click.echo(f"sweep: {ran} trials run, {total - todo} already finished, {total} in all, "
-               f"{time.perf_counter() - started:.0f} s; report: jacdistill report {out}")
+    with tqdm(
+        total=total,
+        initial=total - todo,
+        desc="trials",
+        unit="trial",
+        file=sys.stderr,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
+        ran = sweeps.execute(
+            spec,
+            Path(out),
+            executor,
+            workers,
+            scheduler,
+            on_done=lambda n: bar.update(total - todo + n - bar.n),
+        )
+    click.echo(
+        f"sweep: {ran} trials run, {total - todo} already finished, {total} in all, "
+        f"{time.perf_counter() - started:.0f} s; report: jacdistill report {out}"
+    )
 
 
 @cli.command()
@@ -395,7 +527,8 @@ def sweep(config, datasets, students, seeds, arms, regularizer, tuner, lam, tune
 @click.option("--json", "as_json", is_flag=True, help="Print the aggregates as JSON.")
 def report(sweep_dir, as_json):
     """Summarize a sweep: Markdown report and plots in SWEEP_DIR, or the aggregates as JSON."""
-    from jacdistill import report as reports, storage
+    from jacdistill import report as reports
+    from jacdistill import storage
 
     if as_json:
         click.echo(storage.to_json(reports.report_json(sweep_dir)))

@@ -5,6 +5,7 @@ A plugin module registers classes that subclass one of these through the hooks i
 :mod:`jacdistill.hookspecs`. Each class carries a unique ``name`` (what users type after
 ``--regularizer``, ``--student`` or ``--tuner``) and takes its options as keyword arguments.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -69,7 +70,7 @@ class Student(PluginOptions, ABC):
         self.options = self.resolve_options(options)
 
     @abstractmethod
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "Student":
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Student:
         """Fit to (X, y) and return self."""
 
     @abstractmethod

@@ -1,4 +1,5 @@
 """Tabular regression data: bundled datasets, CSV/Parquet files, validation and splitting."""
+
 from __future__ import annotations
 
 import csv
@@ -78,8 +79,10 @@ def from_frame(frame: pd.DataFrame, target: str | None, name: str) -> Dataset:
     """Validate a table (numeric, finite, enough rows, non-constant target) and split off the target."""
     if frame.shape[1] < 2:
         hint = "; is it comma-separated?" if any(sep in str(frame.columns[0]) for sep in "\t; ") else ""
-        raise JacdistillError(f"{name}: need at least one feature column and a target column, "
-                              f"found {frame.shape[1]} column(s){hint}")
+        raise JacdistillError(
+            f"{name}: need at least one feature column and a target column, "
+            f"found {frame.shape[1]} column(s){hint}"
+        )
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
     target = columns[-1] if target is None else target
@@ -89,14 +92,18 @@ def from_frame(frame: pd.DataFrame, target: str | None, name: str) -> Dataset:
         raise JacdistillError(f"{name}: {len(frame)} rows; need at least {MIN_ROWS}")
     for column in columns:
         if not pd.api.types.is_numeric_dtype(frame[column]) or pd.api.types.is_bool_dtype(frame[column]):
-            raise JacdistillError(f"{name}: column '{column}' is not numeric "
-                                  f"(e.g. '{frame[column].iloc[0]}'); encode it as numbers first")
+            raise JacdistillError(
+                f"{name}: column '{column}' is not numeric "
+                f"(e.g. '{frame[column].iloc[0]}'); encode it as numbers first"
+            )
     values = frame.to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values)
     if bad.any():
         column = columns[int(np.nonzero(bad.any(axis=0))[0][0])]
-        raise JacdistillError(f"{name}: {int(bad.sum())} missing or infinite value(s), "
-                              f"first in column '{column}'; clean or drop those rows first")
+        raise JacdistillError(
+            f"{name}: {int(bad.sum())} missing or infinite value(s), "
+            f"first in column '{column}'; clean or drop those rows first"
+        )
     y = frame[target].to_numpy(dtype=np.float64)
     if np.ptp(y) == 0:
         raise JacdistillError(f"{name}: target '{target}' is constant; nothing to learn")
@@ -108,18 +115,22 @@ def split_indices(n: int, seed: int, val: float = SPLIT["val"], test: float = SP
     """A seeded random train/val/test partition of ``range(n)``."""
     order = np.random.default_rng(seed).permutation(n)
     n_test, n_val = round(n * test), round(n * val)
-    return Split(train=np.sort(order[n_test + n_val:]), val=np.sort(order[n_test:n_test + n_val]),
-                 test=np.sort(order[:n_test]))
+    return Split(
+        train=np.sort(order[n_test + n_val :]),
+        val=np.sort(order[n_test : n_test + n_val]),
+        test=np.sort(order[:n_test]),
+    )
 
 
 @dataclass(frozen=True)
 class Standardizer:
     """Affine map to zero mean and unit variance, fitted on training data only."""
+
     mean: np.ndarray
     scale: np.ndarray
 
     @classmethod
-    def fit(cls, values: np.ndarray) -> "Standardizer":
+    def fit(cls, values: np.ndarray) -> Standardizer:
         scale = values.std(axis=0)
         return cls(values.mean(axis=0), np.where(scale > 0, scale, 1.0))
 

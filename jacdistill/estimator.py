@@ -6,24 +6,26 @@ Distiller.fit: train the teacher MLP with MSE + λ·penalty (early stopping on v
 or chosen by a tuner through a :class:`jacdistill.search.Search`), fit the student on the teacher's
 predictions, and export the student's formula. predict: the student's formula.
 """
+
 from __future__ import annotations
 
 import functools
 import hashlib
-import math
-import numbers
+from pathlib import Path
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
 
 from jacdistill import formula, teacher
-from jacdistill.contracts import Student
+from jacdistill.contracts import Regularizer, Student
 from jacdistill.data import SPLIT, Standardizer, split_indices
-from jacdistill.options import JacdistillError
+from jacdistill.options import Interval, JacdistillError, OneOf, as_constraint
 from jacdistill.registry import registry
-from jacdistill.search import Problem, Progress, Search
+from jacdistill.search import Problem, Progress, Search, Tuner
 
 
 class FormulaEstimator(RegressorMixin, BaseEstimator):
@@ -40,18 +42,19 @@ class FormulaEstimator(RegressorMixin, BaseEstimator):
         self.student_ = student
         self.expression_ = student.expression()
         self.complexity_ = student.complexity()
-        self.formula_ = formula.to_original_units(self.expression_, self.x_scaler_, self.y_scaler_,
-                                                  self.feature_names())
+        self.formula_ = formula.to_original_units(
+            self.expression_, self.x_scaler_, self.y_scaler_, self.feature_names()
+        )
 
     def feature_names(self) -> list[str]:
         names = getattr(self, "feature_names_in_", None)
         return [str(n) for n in names] if names is not None else [f"x{i}" for i in range(self.n_features_in_)]
 
-    def _standardized(self, X) -> np.ndarray:
+    def _standardized(self, X: ArrayLike) -> np.ndarray:
         check_is_fitted(self)
         return self.x_scaler_.transform(validate_data(self, X, dtype=np.float64, reset=False))
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """The student's predictions (what the formula computes), in the target's units."""
         X = self._standardized(X)
         return self.y_scaler_.inverse(self.student_.predict(X)[:, None])[:, 0]
@@ -71,8 +74,8 @@ class DirectRegressor(FormulaEstimator):
         self.student_options = student_options
         self.seed = seed
 
-    def fit(self, X, y):
-        cls = registry().available("student", self.student)
+    def fit(self, X: ArrayLike, y: ArrayLike) -> DirectRegressor:
+        cls = registry().student(self.student)
         options = cls.resolve_options(self.student_options or {})
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
         Xs, ys = self._scale(X, y)
@@ -93,10 +96,28 @@ class Distiller(FormulaEstimator):
     ``validation_fraction`` of its rows for early stopping and tuning.
     """
 
-    def __init__(self, regularizer="jacobian", lam="auto", student="operon", student_options=None,
-                 regularizer_options=None, reg_every=1, tuner="constrained", tuner_options=None,
-                 augment=0.0, jitter=0.1, widths=(64, 64), activation="silu", epochs=500,
-                 batch_size=64, lr=3e-3, patience=40, validation_fraction=SPLIT["val"], device="cpu", seed=0):
+    def __init__(
+        self,
+        regularizer="jacobian",
+        lam="auto",
+        student="operon",
+        student_options=None,
+        regularizer_options=None,
+        reg_every=1,
+        tuner="constrained",
+        tuner_options=None,
+        augment=0.0,
+        jitter=0.1,
+        widths=(64, 64),
+        activation="silu",
+        epochs=500,
+        batch_size=64,
+        lr=3e-3,
+        patience=40,
+        validation_fraction=SPLIT["val"],
+        device="cpu",
+        seed=0,
+    ):
         self.regularizer = regularizer
         self.lam = lam
         self.tuner = tuner
@@ -117,54 +138,71 @@ class Distiller(FormulaEstimator):
         self.device = device
         self.seed = seed
 
-    def resolve_plugins(self):
+    # What the numeric parameters accept, checked by resolve_plugins (plugin names: by the registry).
+    parameter_constraints = {
+        "lam": [OneOf("auto"), Interval(float, 0, None)],
+        "augment": Interval(float, 0, None),
+        "jitter": Interval(float, 0, None),
+        "reg_every": Interval(int, 1, None),
+    }
+
+    def resolve_plugins(self) -> tuple[Regularizer, dict, type[Student], Tuner | None]:
         """Check λ, the device and the plugin names and options; return (regularizer, student
         options, student class, tuner or None). Raises JacdistillError before any training."""
-        lam = self.lam
-        if lam != "auto" and (isinstance(lam, bool) or not isinstance(lam, numbers.Real)
-                              or not 0 <= lam < math.inf):
-            raise JacdistillError(f"lam must be 'auto' or a finite number >= 0, got {lam!r}")
-        if not (isinstance(self.augment, numbers.Real) and self.augment >= 0
-                and isinstance(self.jitter, numbers.Real) and self.jitter >= 0):
-            raise JacdistillError(f"augment and jitter must be numbers >= 0, got {self.augment!r}, {self.jitter!r}")
-        if not (isinstance(self.reg_every, int) and self.reg_every >= 1):
-            raise JacdistillError(f"reg_every must be a positive integer, got {self.reg_every!r}")
+        for key, declared in self.parameter_constraints.items():
+            constraint, value = as_constraint(declared), getattr(self, key)
+            if not constraint.accepts(value):
+                raise JacdistillError(f"{key} must be {constraint.description}, got {value!r}")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise JacdistillError(f"device '{self.device}' requested but CUDA is not available here")
         plugins = registry()
-        reg_cls = plugins.available("regularizer", self.regularizer)
-        student_cls = plugins.available("student", self.student)
-        tuner = (plugins.available("tuner", self.tuner)(seed=self.seed, **(self.tuner_options or {}))
-                 if lam == "auto" else None)
+        reg_cls = plugins.regularizer(self.regularizer)
+        student_cls = plugins.student(self.student)
+        tuner = (
+            plugins.tuner(self.tuner)(seed=self.seed, **(self.tuner_options or {}))
+            if self.lam == "auto"
+            else None
+        )
         regularizer = reg_cls(**(self.regularizer_options or {}))
         regularizer.check_device(self.device)
         return regularizer, student_cls.resolve_options(self.student_options or {}), student_cls, tuner
 
-    def fit(self, X, y, X_val=None, y_val=None, progress: Progress | None = None, workdir=None):
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        X_val: ArrayLike | None = None,
+        y_val: ArrayLike | None = None,
+        progress: Progress | None = None,
+        workdir: str | Path | None = None,
+    ) -> Distiller:
         """Fit on (X, y); ``X_val``/``y_val`` score early stopping and tuning; ``progress`` gets
         (stage, done, total) updates; a tuner may keep files (an Optuna study) in ``workdir``."""
         regularizer, student_options, student_cls, tuner = self.resolve_plugins()
-        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
-        if X_val is None:
-            if len(X) < 3:
-                raise ValueError(f"Distiller needs at least 3 samples (training and validation), "
-                                 f"got n_samples = {len(X)}")
-            split = split_indices(len(X), self.seed, val=max(1 / len(X), self.validation_fraction), test=0.0)
-            X, y, X_val, y_val = X[split.train], y[split.train], X[split.val], y[split.val]
-        else:
-            X_val, y_val = validate_data(self, X_val, y_val, y_numeric=True, dtype=np.float64, reset=False)
-        Xs, ys = self._scale(X, y)
-        Xv, yv = self.x_scaler_.transform(X_val), self.y_scaler_.transform(y_val[:, None])[:, 0]
+        X_train, y_train, X_valid, y_valid = self._rows(X, y, X_val, y_val)
+        Xs, ys = self._scale(X_train, y_train)
+        Xv, yv = self.x_scaler_.transform(X_valid), self.y_scaler_.transform(y_valid[:, None])[:, 0]
 
         rng = np.random.default_rng(self.seed)
         extra = Xs[rng.integers(len(Xs), size=round(self.augment * len(Xs)))]
         problem = Problem(
-            Xs, ys, Xv, yv, X_student=np.vstack([Xs, extra + self.jitter * rng.standard_normal(extra.shape)]),
-            regularizer=regularizer, widths=tuple(self.widths), activation=self.activation,
-            config=teacher.TrainConfig(self.epochs, self.batch_size, self.lr, self.patience, self.device,
-                                       self.reg_every),
-            new_student=functools.partial(student_cls, **student_options), seed=self.seed,
-            fingerprint=self._fingerprint(Xs, ys, Xv, yv), workdir=workdir, progress=progress)
+            Xs,
+            ys,
+            Xv,
+            yv,
+            X_student=np.vstack([Xs, extra + self.jitter * rng.standard_normal(extra.shape)]),
+            regularizer=regularizer,
+            widths=tuple(self.widths),
+            activation=self.activation,
+            config=teacher.TrainConfig(
+                self.epochs, self.batch_size, self.lr, self.patience, self.device, self.reg_every
+            ),
+            new_student=functools.partial(student_cls, **student_options),
+            seed=self.seed,
+            fingerprint=self._fingerprint(Xs, ys, Xv, yv),
+            workdir=None if workdir is None else Path(workdir),
+            progress=progress,
+        )
         self.search_ = Search(problem)
         chosen = tuner.tune(self.search_) if tuner else self.search_.teacher(float(self.lam))
         self.search_.student_r2(chosen)
@@ -175,15 +213,29 @@ class Distiller(FormulaEstimator):
         self.timings_ = {"teacher": self.search_.teacher_seconds, "student": self.search_.student_seconds}
         return self
 
+    def _rows(self, X, y, X_val, y_val) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Checked training and validation rows; without ``X_val``, held out from (X, y)."""
+        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
+        if X_val is None:
+            if len(X) < 3:
+                raise ValueError(
+                    f"Distiller needs at least 3 samples (training and validation), got n_samples = {len(X)}"
+                )
+            split = split_indices(len(X), self.seed, val=max(1 / len(X), self.validation_fraction), test=0.0)
+            return X[split.train], y[split.train], X[split.val], y[split.val]
+        X_val, y_val = validate_data(self, X_val, y_val, y_numeric=True, dtype=np.float64, reset=False)
+        return X, y, X_val, y_val
+
     def _fingerprint(self, *arrays) -> str:
         """Short hash of the data and every setting but the tuner's options (a study's identity)."""
-        digest = hashlib.sha1(repr(sorted((k, v) for k, v in self.get_params().items()
-                                          if k != "tuner_options")).encode())
+        digest = hashlib.sha1(
+            repr(sorted((k, v) for k, v in self.get_params().items() if k != "tuner_options")).encode()
+        )
         for array in arrays:
             digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()[:12]
 
-    def predict_teacher(self, X, model=None) -> np.ndarray:
+    def predict_teacher(self, X: ArrayLike, model: nn.Module | None = None) -> np.ndarray:
         """The teacher MLP's predictions, in the target's units (``model``: another teacher of
         this fit's search, such as a tuning trial's, instead of the chosen one)."""
         X = self._standardized(X)

@@ -1,6 +1,7 @@
 """Fitting and scoring, as the CLI and the sweep perform them: the seeded split, the regularized
 fit and its λ = 0 baseline, symbolic regression on the data itself (the direct arm), a tuner's
 report, and the validation and test scores of each. No files are written here."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,30 +22,50 @@ class Fitted:
     metrics: dict
 
 
-def fit_and_score(data: Dataset, params: dict, progress: Progress | None = None,
-                  workdir: Path | None = None, split_seed: int | None = None) -> Fitted:
+def fit_and_score(
+    data: Dataset,
+    params: dict,
+    progress: Progress | None = None,
+    workdir: Path | None = None,
+    split_seed: int | None = None,
+) -> Fitted:
     """Fit ``Distiller(**params)`` on the train/val split and score it on the test split; the
     split is drawn with ``split_seed`` (default: the model's seed)."""
     split = split_indices(len(data.y), params.get("seed", 0) if split_seed is None else split_seed)
-    est = Distiller(**params).fit(frame(data, split.train), data.y[split.train], frame(data, split.val),
-                                  data.y[split.val], progress=progress, workdir=workdir)
+    est = Distiller(**params).fit(
+        frame(data, split.train),
+        data.y[split.train],
+        frame(data, split.val),
+        data.y[split.val],
+        progress=progress,
+        workdir=workdir,
+    )
     result = scores(est, data, split)
     metrics = {
-        "dataset": data.name, "regularizer": est.regularizer, "lam": float(est.lam_),
+        "dataset": data.name,
+        "regularizer": est.regularizer,
+        "lam": float(est.lam_),
         "tuner": est.tuner if est.lam == "auto" else None,
-        "student": est.student, "seed": est.seed,
-        "teacher_r2_test": result["teacher_r2_test"], "student_r2_test": result["student_r2_test"],
-        "fidelity_r2_test": result["fidelity_r2_test"], "complexity": int(est.complexity_),
+        "student": est.student,
+        "seed": est.seed,
+        "teacher_r2_test": result["teacher_r2_test"],
+        "student_r2_test": result["student_r2_test"],
+        "fidelity_r2_test": result["fidelity_r2_test"],
+        "complexity": int(est.complexity_),
         "formula": formula.as_text(est.formula_, data.target_name, digits=6),
-        "teacher_r2_val": result["teacher_r2_val"], "student_r2_val": result["student_r2_val"],
+        "teacher_r2_val": result["teacher_r2_val"],
+        "student_r2_val": result["student_r2_val"],
         "fidelity_r2_val": result["fidelity_r2_val"],
-        "teacher_epochs": est.training_.epochs_run, "teacher_best_epoch": est.training_.best_epoch,
+        "teacher_epochs": est.training_.epochs_run,
+        "teacher_best_epoch": est.training_.best_epoch,
         "rows": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
         "timings": {**est.timings_, "total": sum(est.timings_.values())},
     }
     if est.lam == "auto":
-        metrics["tuning"] = {"trials": [t.record() for t in est.search_.trials],
-                             "compute": est.search_.compute()}
+        metrics["tuning"] = {
+            "trials": [t.record() for t in est.search_.trials],
+            "compute": est.search_.compute(),
+        }
     return Fitted(est, metrics)
 
 
@@ -54,8 +75,13 @@ def baseline_params(params: dict) -> dict:
     return {**params, "regularizer": "none", "regularizer_options": None, "lam": 0.0}
 
 
-def run(data: Dataset, params: dict, baseline: bool = True, progress: Progress | None = None,
-        workdir: Path | None = None) -> tuple[Fitted, Fitted | None]:
+def run(
+    data: Dataset,
+    params: dict,
+    baseline: bool = True,
+    progress: Progress | None = None,
+    workdir: Path | None = None,
+) -> tuple[Fitted, Fitted | None]:
     """The regularized fit and, unless ``baseline`` is False, the same fit with λ = 0 (which is
     the regularized fit itself when λ is already 0)."""
     main = fit_and_score(data, params, progress, workdir)
@@ -94,23 +120,42 @@ def direct(data: Dataset, student: str, student_options: dict, seed: int) -> dic
     split = split_indices(len(data.y), seed)
     est = DirectRegressor(student, student_options, seed).fit(frame(data, split.train), data.y[split.train])
     result = scores(est, data, split)
-    return {"lam": None, "teacher_r2_test": None, "fidelity_r2_test": None, "teacher_r2_val": None,
-            "student_r2_test": result["student_r2_test"], "student_r2_val": result["student_r2_val"],
-            "complexity": int(est.complexity_), "formula": formula.as_text(est.formula_, data.target_name, digits=6)}
+    return {
+        "lam": None,
+        "teacher_r2_test": None,
+        "fidelity_r2_test": None,
+        "teacher_r2_val": None,
+        "student_r2_test": result["student_r2_test"],
+        "student_r2_val": result["student_r2_val"],
+        "complexity": int(est.complexity_),
+        "formula": formula.as_text(est.formula_, data.target_name, digits=6),
+    }
 
 
-def tune(data: Dataset, params: dict, progress: Progress | None = None,
-         workdir: Path | None = None) -> dict:
+def tune(data: Dataset, params: dict, progress: Progress | None = None, workdir: Path | None = None) -> dict:
     """Run the tuner on the train/val split; report every trial (with its teacher's test R², for
     the reader: the tuner never sees the test rows), the compute spent and the chosen fit."""
     fitted = fit_and_score(data, {**params, "lam": "auto"}, progress, workdir)
     est, metrics = fitted.estimator, fitted.metrics
     test = split_indices(len(data.y), params.get("seed", 0)).test
-    trials = [{**trial.record(), "teacher_r2_test": r2(data.y[test], est.predict_teacher(frame(data, test), trial.model))}
-              for trial in est.search_.trials]
-    return {"tuner": est.tuner, "dataset": data.name, "regularizer": est.regularizer,
-            "student": est.student, "seed": est.seed, "lam": metrics["lam"], "trials": trials,
-            "compute": est.search_.compute(), **{k: metrics[k] for k in (
-                "teacher_r2_test", "student_r2_test", "fidelity_r2_test", "complexity", "formula")}}
-
-
+    trials = [
+        {
+            **trial.record(),
+            "teacher_r2_test": r2(data.y[test], est.predict_teacher(frame(data, test), trial.model)),
+        }
+        for trial in est.search_.trials
+    ]
+    return {
+        "tuner": est.tuner,
+        "dataset": data.name,
+        "regularizer": est.regularizer,
+        "student": est.student,
+        "seed": est.seed,
+        "lam": metrics["lam"],
+        "trials": trials,
+        "compute": est.search_.compute(),
+        **{
+            k: metrics[k]
+            for k in ("teacher_r2_test", "student_r2_test", "fidelity_r2_test", "complexity", "formula")
+        },
+    }

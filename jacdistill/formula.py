@@ -1,4 +1,5 @@
 """Student expressions in the data's own units, as sympy, text and LaTeX."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,12 +9,15 @@ from jacdistill.contracts import variables
 from jacdistill.data import Standardizer
 
 
-def to_original_units(expr: sympy.Expr, x_scaler: Standardizer, y_scaler: Standardizer,
-                      feature_names: list[str]) -> sympy.Expr:
+def to_original_units(
+    expr: sympy.Expr, x_scaler: Standardizer, y_scaler: Standardizer, feature_names: list[str]
+) -> sympy.Expr:
     """Undo the standardization: substitute x_i = (X_i - mean_i)/scale_i, return y·scale + mean."""
     names = [sympy.Symbol(name) for name in feature_names]
-    standardized = {x: (X - sympy.Float(m)) / sympy.Float(s)
-                    for x, X, m, s in zip(variables(len(names)), names, x_scaler.mean, x_scaler.scale)}
+    standardized = {
+        x: (X - sympy.Float(m)) / sympy.Float(s)
+        for x, X, m, s in zip(variables(len(names)), names, x_scaler.mean, x_scaler.scale)
+    }
     scale, shift = sympy.Float(y_scaler.scale[0]), sympy.Float(y_scaler.mean[0])
 
     def unscale(e):  # into the leaves of a tree, so each leaf reads in target units

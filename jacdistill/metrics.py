@@ -1,4 +1,5 @@
 """Scores shared by the pipeline, the tuners and the reports."""
+
 from __future__ import annotations
 
 import math

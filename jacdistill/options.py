@@ -1,10 +1,12 @@
 """Errors users can fix and plugin options: no heavy imports, so the CLI starts fast."""
+
 from __future__ import annotations
 
 import ast
 import math
 import numbers
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 
 class JacdistillError(Exception):
@@ -42,14 +44,18 @@ class Interval(Constraint):
 
     def __init__(self, kind: type, low: float | None, high: float | None, closed: str = "both"):
         if kind not in (int, float) or closed not in ("both", "left", "right", "neither"):
-            raise ValueError(f"Interval({kind!r}, closed={closed!r}): the kind is int or float, "
-                             f"closed is 'both', 'left', 'right' or 'neither'")
+            raise ValueError(
+                f"Interval({kind!r}, closed={closed!r}): the kind is int or float, "
+                f"closed is 'both', 'left', 'right' or 'neither'"
+            )
         self.kind, self.low, self.high = kind, low, high
         self.left_closed, self.right_closed = closed in ("both", "left"), closed in ("both", "right")
         noun = "an integer" if kind is int else "a number"
         if low is not None and high is not None:
-            self.description = (f"{noun} in {'[' if self.left_closed else '('}{low}, "
-                                f"{high}{']' if self.right_closed else ')'}")
+            self.description = (
+                f"{noun} in {'[' if self.left_closed else '('}{low}, "
+                f"{high}{']' if self.right_closed else ')'}"
+            )
         elif low is not None:
             self.description = f"{noun} {'>=' if self.left_closed else '>'} {low}"
         elif high is not None:
@@ -86,8 +92,11 @@ class ListOf(Constraint):
         self.description = f"a {'' if allow_empty else 'non-empty '}list, each item {self.item.description}"
 
     def accepts(self, value):
-        return (isinstance(value, (list, tuple)) and (self.allow_empty or len(value) > 0)
-                and all(self.item.accepts(v) for v in value))
+        return (
+            isinstance(value, (list, tuple))
+            and (self.allow_empty or len(value) > 0)
+            and all(self.item.accepts(v) for v in value)
+        )
 
 
 class AnyOf(Constraint):
@@ -137,7 +146,8 @@ class PluginOptions:
         unknown = sorted(set(given) - cls.accepted_options())
         if unknown:
             raise JacdistillError(
-                f"{cls.kind} '{cls.name}' has no option '{unknown[0]}'; its options: {cls.options_hint()}")
+                f"{cls.kind} '{cls.name}' has no option '{unknown[0]}'; its options: {cls.options_hint()}"
+            )
         parsed = {key: parse_option_value(value) for key, value in given.items()}
         for key, value in parsed.items():
             if key in cls.constraints:

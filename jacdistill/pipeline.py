@@ -1,5 +1,6 @@
 """The run directory of ``jacdistill run`` and ``jacdistill tune``: its name, ``config.json``,
 model files, ``metrics.json`` / ``tuning.json`` (written last: they mark a finished run)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -43,10 +44,18 @@ def write_model_files(path: Path, fitted: Fitted, target: str) -> None:
     path.mkdir(exist_ok=True)
     storage.write_text(path / "formula.txt", formula.as_text(est.formula_, target) + "\n")
     storage.write_text(path / "formula.tex", formula.as_latex(est.formula_, target) + "\n")
-    storage.write_torch(path / "teacher.pt", teacher.checkpoint(
-        est.teacher_, feature_names=est.feature_names(), target=target,
-        x_mean=est.x_scaler_.mean.tolist(), x_scale=est.x_scaler_.scale.tolist(),
-        y_mean=float(est.y_scaler_.mean[0]), y_scale=float(est.y_scaler_.scale[0])))
+    storage.write_torch(
+        path / "teacher.pt",
+        teacher.checkpoint(
+            est.teacher_,
+            feature_names=est.feature_names(),
+            target=target,
+            x_mean=est.x_scaler_.mean.tolist(),
+            x_scale=est.x_scaler_.scale.tolist(),
+            y_mean=float(est.y_scaler_.mean[0]),
+            y_scale=float(est.y_scaler_.scale[0]),
+        ),
+    )
 
 
 def write_run(path: Path, data: Dataset, main: Fitted, base: Fitted | None) -> None:
@@ -62,8 +71,11 @@ def write_tuning(path: Path, report: dict) -> None:
     plt = storage.pyplot()
     trials = sorted((t for t in report["trials"] if "schedule" not in t), key=lambda t: t["lam"])
     figure, axes = plt.subplots(figsize=(6, 4))
-    for key, label in (("teacher_r2_val", "teacher, validation"), ("teacher_r2_test", "teacher, test"),
-                       ("student_r2_val", "student, validation")):
+    for key, label in (
+        ("teacher_r2_val", "teacher, validation"),
+        ("teacher_r2_test", "teacher, test"),
+        ("student_r2_val", "student, validation"),
+    ):
         points = [(t["lam"], t[key]) for t in trials if t[key] is not None]
         if points:
             axes.plot(*zip(*points), marker="o", label=label)

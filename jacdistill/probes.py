@@ -1,4 +1,5 @@
 """Random probe directions for the stochastic penalty estimators (hutchinson, hessian)."""
+
 import torch
 
 DISTRIBUTIONS = ("rademacher", "gaussian")

@@ -3,6 +3,7 @@
 Built-in plugins come through the same entry points as third-party ones, so one code path serves
 both. A plugin module that fails to import is reported as a warning naming it; the rest load.
 """
+
 from __future__ import annotations
 
 import functools
@@ -14,8 +15,8 @@ import pluggy
 
 from jacdistill import hookspecs
 from jacdistill.contracts import Regularizer, Student
-from jacdistill.search import Tuner
 from jacdistill.options import JacdistillError, PluginOptions
+from jacdistill.search import Tuner
 
 ENTRY_POINT_GROUP = "jacdistill"
 KINDS = {  # kind -> (contract, hook that registers it)
@@ -38,8 +39,13 @@ class PluginInfo:
 
     def as_dict(self) -> dict:
         reason = self.cls.unavailable_reason()
-        return {"kind": self.kind, "name": self.name, "source": self.source,
-                "available": reason is None, "reason": reason}
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "source": self.source,
+            "available": reason is None,
+            "reason": reason,
+        }
 
 
 class Registry:
@@ -55,8 +61,11 @@ class Registry:
             try:
                 module = ep.load()
             except Exception as exc:  # a broken plugin must not take the others down
-                warnings.warn(f"plugin '{ep.name}' from {source} failed to load: "
-                              f"{type(exc).__name__}: {exc}", PluginWarning, stacklevel=2)
+                warnings.warn(
+                    f"plugin '{ep.name}' from {source} failed to load: {type(exc).__name__}: {exc}",
+                    PluginWarning,
+                    stacklevel=2,
+                )
                 continue
             plugin = ep.name if source == "jacdistill" else f"{source}:{ep.name}"
             if self.manager.is_registered(module) or self.manager.has_plugin(plugin):
@@ -64,8 +73,9 @@ class Registry:
             try:
                 self.manager.register(module, name=plugin)
             except pluggy.PluginValidationError as exc:
-                warnings.warn(f"plugin '{ep.name}' from {source} is invalid: {exc}", PluginWarning,
-                              stacklevel=2)
+                warnings.warn(
+                    f"plugin '{ep.name}' from {source} is invalid: {exc}", PluginWarning, stacklevel=2
+                )
                 continue
             self._source[plugin] = source
         for kind, (contract, hook) in KINDS.items():
@@ -75,13 +85,21 @@ class Registry:
     def _add(self, kind: str, contract: type[PluginOptions], plugin: str, cls: type[PluginOptions]) -> None:
         source = self._source.get(plugin, "unknown")
         if not (isinstance(cls, type) and issubclass(cls, contract) and cls.name):
-            warnings.warn(f"plugin '{plugin}' from {source} registered {cls!r}, which is not a named "
-                          f"{contract.__name__} subclass; ignored", PluginWarning, stacklevel=2)
+            warnings.warn(
+                f"plugin '{plugin}' from {source} registered {cls!r}, which is not a named "
+                f"{contract.__name__} subclass; ignored",
+                PluginWarning,
+                stacklevel=2,
+            )
             return
         known = self._plugins[kind].get(cls.name)
         if known is not None:
-            warnings.warn(f"plugin '{plugin}' from {source} registers {kind} '{cls.name}', already "
-                          f"provided by {known.source}; ignored", PluginWarning, stacklevel=2)
+            warnings.warn(
+                f"plugin '{plugin}' from {source} registers {kind} '{cls.name}', already "
+                f"provided by {known.source}; ignored",
+                PluginWarning,
+                stacklevel=2,
+            )
             return
         self._plugins[kind][cls.name] = PluginInfo(kind, cls.name, cls, source)
 
@@ -99,8 +117,12 @@ class Registry:
             try:
                 impl.function(**{arg: group for arg in impl.argnames})
             except Exception as exc:  # a broken plugin must not take the command line down
-                warnings.warn(f"plugin '{plugin}' from {source} failed to add its commands: "
-                              f"{type(exc).__name__}: {exc}", PluginWarning, stacklevel=2)
+                warnings.warn(
+                    f"plugin '{plugin}' from {source} failed to add its commands: "
+                    f"{type(exc).__name__}: {exc}",
+                    PluginWarning,
+                    stacklevel=2,
+                )
                 added = {}
             else:
                 added = {name: cmd for name, cmd in group.commands.items() if before.get(name) is not cmd}
@@ -108,8 +130,12 @@ class Registry:
             group.commands.update(before)
             for name, cmd in added.items():
                 if name in before:
-                    warnings.warn(f"plugin '{plugin}' from {source} adds command '{name}', already "
-                                  f"provided by {owner[name]}; ignored", PluginWarning, stacklevel=2)
+                    warnings.warn(
+                        f"plugin '{plugin}' from {source} adds command '{name}', already "
+                        f"provided by {owner[name]}; ignored",
+                        PluginWarning,
+                        stacklevel=2,
+                    )
                     continue
                 group.commands[name] = cmd
                 owner[name] = source
@@ -131,6 +157,15 @@ class Registry:
         if reason:
             raise JacdistillError(f"{kind} '{name}' {reason}")
         return cls
+
+    def regularizer(self, name: str) -> type[Regularizer]:
+        return self.available("regularizer", name)  # type: ignore[return-value]  # checked by _add
+
+    def student(self, name: str) -> type[Student]:
+        return self.available("student", name)  # type: ignore[return-value]
+
+    def tuner(self, name: str) -> type[Tuner]:
+        return self.available("tuner", name)  # type: ignore[return-value]
 
     def all(self) -> list[PluginInfo]:
         return [info for kind in KINDS for _, info in sorted(self._plugins[kind].items())]

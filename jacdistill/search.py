@@ -1,23 +1,25 @@
 """What a λ tuner works with: a :class:`Problem` (the training and validation rows, never the
 test rows), a :class:`Search` that trains teachers and fits students on it, caching and counting
 each, and the :class:`Tuner` contract that drives a search."""
+
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from jacdistill import teacher
-from jacdistill.teacher import EarlyStopping, Schedule, TrainConfig, TrainResult
 from jacdistill.contracts import Regularizer, Student
 from jacdistill.metrics import r2
 from jacdistill.options import JacdistillError, PluginOptions
+from jacdistill.teacher import EarlyStopping, Schedule, TrainConfig, TrainResult
 
 # progress(stage, done, total): stage is "teacher" (epochs) or "student" (0 then 1 of 1)
 Progress = Callable[[str, int, int], None]
@@ -55,8 +57,18 @@ class Problem:
         with torch.random.fork_rng(devices=cuda):  # seeded draws, the caller's RNG state untouched
             torch.manual_seed(self.seed)  # every candidate starts from the same weights
             model = teacher.MLP(self.X_train.shape[1], self.widths, 1, self.activation)
-            training = teacher.train(model, self.regularizer, schedule, self.X_train, self.y_train,
-                                     self.X_val, self.y_val, self.config, self.seed, self._on_epoch)
+            training = teacher.train(
+                model,
+                self.regularizer,
+                schedule,
+                self.X_train,
+                self.y_train,
+                self.X_val,
+                self.y_val,
+                self.config,
+                self.seed,
+                self._on_epoch,
+            )
         return model.cpu(), training
 
     def _on_epoch(self, epoch: int, val_mse: float) -> None:
@@ -71,8 +83,9 @@ class Problem:
         try:
             student.fit(self.X_student, teacher.predict(model, self.X_student))
         except (ValueError, TypeError) as exc:  # most often an option value the student rejects
-            raise JacdistillError(f"student '{student.name}' failed to fit: "
-                                  f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
+            raise JacdistillError(
+                f"student '{student.name}' failed to fit: {type(exc).__name__}: {exc}".splitlines()[0]
+            ) from exc
         if self.progress:
             self.progress("student", 1, 1)
         return student
@@ -81,6 +94,7 @@ class Problem:
 @dataclass
 class Trial:
     """One trained teacher (and, once fitted, its student) for one λ or λ schedule."""
+
     lam: float  # the λ in force at the kept epoch
     model: nn.Module
     training: TrainResult
@@ -96,9 +110,14 @@ class Trial:
 
     def record(self) -> dict[str, Any]:
         """JSON-ready summary (no model)."""
-        return {"lam": self.lam, "teacher_r2_val": self.teacher_r2_val,
-                "student_r2_val": self.student_r2_val, "seconds": self.seconds,
-                "epochs": self.training.epochs_run, **self.extra}
+        return {
+            "lam": self.lam,
+            "teacher_r2_val": self.teacher_r2_val,
+            "student_r2_val": self.student_r2_val,
+            "seconds": self.seconds,
+            "epochs": self.training.epochs_run,
+            **self.extra,
+        }
 
 
 class Search:
@@ -128,8 +147,10 @@ class Search:
 
     def teachers(self, lams: Sequence[float]) -> list[Trial]:
         """One trial per λ (constant, early stopping on validation MSE); each λ is trained once."""
-        return [self._cached(float(lam)) or self._train(EarlyStopping(lam, self.live.config.patience))
-                for lam in lams]
+        return [
+            self._cached(float(lam)) or self._train(EarlyStopping(lam, self.live.config.patience))
+            for lam in lams
+        ]
 
     def teacher(self, lam: float) -> Trial:
         """The trial for one constant λ (see :meth:`teachers`)."""
@@ -181,8 +202,11 @@ class Search:
         self.problem = None
 
     def compute(self) -> dict[str, Any]:
-        return {"teacher_trainings": self.teacher_trainings, "student_fits": self.student_fits,
-                "seconds": self.teacher_seconds + self.student_seconds}
+        return {
+            "teacher_trainings": self.teacher_trainings,
+            "student_fits": self.student_fits,
+            "seconds": self.teacher_seconds + self.student_seconds,
+        }
 
 
 class Tuner(PluginOptions, ABC):

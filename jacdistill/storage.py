@@ -1,4 +1,5 @@
 """Atomic file writes: a crash or Ctrl-C leaves either the old file or the new one, never half."""
+
 from __future__ import annotations
 
 import io
@@ -31,6 +32,7 @@ def write_text(path: str | Path, text: str) -> None:
 
 def to_json(obj) -> str:
     """JSON with non-finite floats as null (strict JSON has no NaN)."""
+
     def clean(value):
         if isinstance(value, float) and not math.isfinite(value):
             return None
@@ -39,6 +41,7 @@ def to_json(obj) -> str:
         if isinstance(value, (list, tuple)):
             return [clean(v) for v in value]
         return value
+
     return json.dumps(clean(obj), indent=2)
 
 
@@ -59,8 +62,10 @@ def write_torch(path: str | Path, obj) -> None:
 def pyplot():
     """matplotlib's pyplot on the Agg backend (files only, no display needed)."""
     import matplotlib
+
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+
     return plt
 
 

@@ -15,13 +15,13 @@ Work is split into units (dataset, student, seed) that run their arms in order; 
 trial is written atomically to ``trials/<dataset>__<student>__<arm>__seed<seed>.json``, and a
 rerun skips what is there, so a crash or kill loses only the trials in flight.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
-
 
 from jacdistill import storage
 from jacdistill.options import JacdistillError
@@ -55,7 +55,7 @@ class SweepSpec:
                 raise JacdistillError(f"a sweep needs at least one of {name}")
 
     @classmethod
-    def from_settings(cls, settings: dict) -> "SweepSpec":
+    def from_settings(cls, settings: dict) -> SweepSpec:
         """From TOML or ``sweep.json`` settings; a field they lack takes its default."""
         try:
             return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
@@ -67,10 +67,17 @@ class SweepSpec:
 
     def params(self, student: str, seed: int, **changes) -> dict:
         """Distiller parameters for one fit of this sweep."""
-        return {"regularizer": self.regularizer, "regularizer_options": self.regularizer_options,
-                "tuner": self.tuner, "tuner_options": self.tuner_options, "student": student,
-                "student_options": self.student_options.get(student, {}), "seed": seed,
-                **self.teacher, **changes}
+        return {
+            "regularizer": self.regularizer,
+            "regularizer_options": self.regularizer_options,
+            "tuner": self.tuner,
+            "tuner_options": self.tuner_options,
+            "student": student,
+            "student_options": self.student_options.get(student, {}),
+            "seed": seed,
+            **self.teacher,
+            **changes,
+        }
 
 
 def spec_from(config: str | None, flags: dict, tuner_opts: dict, student_opts: dict) -> SweepSpec:
@@ -113,7 +120,9 @@ def check(spec: SweepSpec) -> None:
     for name in spec.datasets:
         bundled_entry(name)
     for student in spec.students:
-        Distiller(**spec.params(student, 0, lam=spec.lam, augment=spec.augment, jitter=spec.jitter)).resolve_plugins()
+        Distiller(
+            **spec.params(student, 0, lam=spec.lam, augment=spec.augment, jitter=spec.jitter)
+        ).resolve_plugins()
 
 
 def prepare(sweep_dir: Path, spec: SweepSpec) -> None:
@@ -136,8 +145,12 @@ def prepare(sweep_dir: Path, spec: SweepSpec) -> None:
 
 def missing(sweep_dir: Path, spec: SweepSpec) -> list[tuple[tuple[str, str, int], str]]:
     """(unit, arm) of every trial not yet finished."""
-    return [(unit, arm) for unit in spec.units() for arm in spec.arms
-            if not trial_path(sweep_dir, unit[0], unit[1], arm, unit[2]).exists()]
+    return [
+        (unit, arm)
+        for unit in spec.units()
+        for arm in spec.arms
+        if not trial_path(sweep_dir, unit[0], unit[1], arm, unit[2]).exists()
+    ]
 
 
 def pending(sweep_dir: Path, spec: SweepSpec) -> list[tuple[str, str, int]]:
@@ -160,8 +173,9 @@ def run_unit(spec: SweepSpec, sweep_dir: str, unit: tuple[str, str, int]) -> int
             continue
         started = time.perf_counter()
         record = ARM_RUNNERS[arm](spec, data, student, seed, Path(sweep_dir))
-        record.update(dataset=dataset, student=student, arm=arm, seed=seed,
-                      seconds=time.perf_counter() - started)
+        record.update(
+            dataset=dataset, student=student, arm=arm, seed=seed, seconds=time.perf_counter() - started
+        )
         storage.write_json(path, record)
         ran += 1
     return ran
@@ -173,8 +187,9 @@ def _distilled(spec, data, student, seed, sweep_dir, model_seed=None, baseline=F
     from jacdistill import evaluation
 
     params = spec.params(student, seed if model_seed is None else model_seed, **changes)
-    return evaluation.fit_and_score(data, evaluation.baseline_params(params) if baseline else params,
-                                    split_seed=seed).metrics
+    return evaluation.fit_and_score(
+        data, evaluation.baseline_params(params) if baseline else params, split_seed=seed
+    ).metrics
 
 
 def _direct(spec, data, student, seed, sweep_dir) -> dict:
@@ -189,8 +204,10 @@ def _control(spec, data, student, seed, sweep_dir) -> dict:
 
     regularized = storage.read_json(trial_path(sweep_dir, data.name, student, "regularized", seed))
     k = regularized["tuning"]["compute"]["teacher_trainings"] if "tuning" in regularized else 1
-    candidates = [_distilled(spec, data, student, seed, sweep_dir, model_seed=restart_seed(seed, i), baseline=True)
-                  for i in range(k)]
+    candidates = [
+        _distilled(spec, data, student, seed, sweep_dir, model_seed=restart_seed(seed, i), baseline=True)
+        for i in range(k)
+    ]
     best = max(candidates, key=lambda m: rank_score(m["student_r2_val"]))
     return {**best, "candidates": k, "candidate_seeds": [m["seed"] for m in candidates]}
 
@@ -198,15 +215,24 @@ def _control(spec, data, student, seed, sweep_dir) -> dict:
 ARM_RUNNERS: dict[str, Callable] = {
     "direct": _direct,
     "baseline": lambda spec, data, student, seed, d: _distilled(spec, data, student, seed, d, baseline=True),
-    "regularized": lambda spec, data, student, seed, d: _distilled(spec, data, student, seed, d, lam=spec.lam),
-    "augmented": lambda spec, data, student, seed, d: _distilled(spec, data, student, seed, d, lam=spec.lam,
-                                                                 augment=spec.augment, jitter=spec.jitter),
+    "regularized": lambda spec, data, student, seed, d: _distilled(
+        spec, data, student, seed, d, lam=spec.lam
+    ),
+    "augmented": lambda spec, data, student, seed, d: _distilled(
+        spec, data, student, seed, d, lam=spec.lam, augment=spec.augment, jitter=spec.jitter
+    ),
     "control": _control,
 }
 
 
-def execute(spec: SweepSpec, sweep_dir: Path, executor: str = "local", workers: int = 2,
-            scheduler: str | None = None, on_done: Callable[[int], None] = lambda n: None) -> int:
+def execute(
+    spec: SweepSpec,
+    sweep_dir: Path,
+    executor: str = "local",
+    workers: int = 2,
+    scheduler: str | None = None,
+    on_done: Callable[[int], None] = lambda n: None,
+) -> int:
     """Run every pending unit; ``on_done(trials)`` after each unit. Returns the trials run."""
     units = pending(sweep_dir, spec)
     total = 0
@@ -222,8 +248,11 @@ def execute(spec: SweepSpec, sweep_dir: Path, executor: str = "local", workers: 
     if executor == "dask":
         from distributed import Client, LocalCluster, as_completed
 
-        cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1,
-                                                      processes=True, dashboard_address=None)
+        cluster = (
+            None
+            if scheduler
+            else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        )
         try:
             with Client(scheduler or cluster) as client:
                 futures = [client.submit(run_unit, spec, str(sweep_dir), unit, pure=False) for unit in units]

@@ -1,4 +1,5 @@
 """Plain Markdown tables, shared by reports and benchmarks."""
+
 from __future__ import annotations
 
 
@@ -8,5 +9,6 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     header = [key for key, _ in columns]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
     line = lambda values: "| " + " | ".join(v.rjust(w) for v, w in zip(values, widths)) + " |"
-    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-                      *(line(c) for c in cells)])
+    return "\n".join(
+        [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(c) for c in cells)]
+    )

@@ -1,11 +1,12 @@
 """The teacher: an MLP trained with Adam on MSE + λ·penalty, early-stopped on validation MSE."""
+
 from __future__ import annotations
 
 import copy
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -24,8 +25,9 @@ class MLP(nn.Module):
     is what fast Jacobian paths recognise.
     """
 
-    def __init__(self, d_in: int, widths: tuple[int, ...] = (64, 64), d_out: int = 1,
-                 activation: str = "silu"):
+    def __init__(
+        self, d_in: int, widths: tuple[int, ...] = (64, 64), d_out: int = 1, activation: str = "silu"
+    ):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise JacdistillError(f"unknown activation '{activation}'; known: {', '.join(ACTIVATIONS)}")
@@ -34,8 +36,12 @@ class MLP(nn.Module):
         sizes = [d_in, *widths]
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.out = nn.Linear(sizes[-1], d_out)
-        self.architecture = {"d_in": d_in, "widths": [int(w) for w in widths], "d_out": d_out,
-                             "activation": activation}
+        self.architecture = {
+            "d_in": d_in,
+            "widths": [int(w) for w in widths],
+            "d_out": d_out,
+            "activation": activation,
+        }
         self.activation = activation
         self.act = ACTIVATIONS[activation]()
 
@@ -98,15 +104,24 @@ class EarlyStopping(Schedule):
         return False, epoch - self.best_epoch >= self.patience
 
 
-def train(model: nn.Module, regularizer: Regularizer, schedule: Schedule,
-          X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
-          config: TrainConfig, seed: int,
-          on_epoch: Callable[[int, float], None] | None = None) -> TrainResult:
+def train(
+    model: nn.Module,
+    regularizer: Regularizer,
+    schedule: Schedule,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    config: TrainConfig,
+    seed: int,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> TrainResult:
     """Train ``model`` in place (the kept epoch's weights restored) and report.
 
     ``schedule`` sets λ per epoch and decides which weights are kept and when to stop (usually
-    :class:`EarlyStopping`). Inputs are standardized float arrays; ``y`` has shape (n,) or (n, k). Shuffling is drawn from a generator seeded by ``seed`` so the same seed
-    gives the same weights on CPU.
+    :class:`EarlyStopping`). Inputs are standardized float arrays; ``y`` has shape (n,) or (n, k).
+    Shuffling is drawn from a generator seeded by ``seed`` so the same seed gives the same weights
+    on CPU.
     """
     device = torch.device(config.device)
     as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)
@@ -123,11 +138,19 @@ def train(model: nn.Module, regularizer: Regularizer, schedule: Schedule,
         total, count = 0.0, 0
         for batch in torch.randperm(len(Xt), generator=generator).to(device).split(config.batch_size):
             step += 1
-            loss = training_step(model, optimizer, regularizer, Xt[batch], yt[batch],
-                                 lazy_weight(epoch_lam, step, config.reg_every)).item()
+            loss = training_step(
+                model,
+                optimizer,
+                regularizer,
+                Xt[batch],
+                yt[batch],
+                lazy_weight(epoch_lam, step, config.reg_every),
+            ).item()
             if not math.isfinite(loss):
-                raise JacdistillError(f"teacher training diverged at epoch {epoch} (loss {loss}); "
-                                      f"try a smaller --lam or learning rate")
+                raise JacdistillError(
+                    f"teacher training diverged at epoch {epoch} (loss {loss}); "
+                    f"try a smaller --lam or learning rate"
+                )
             total += loss * len(batch)
             count += len(batch)
         model.eval()
@@ -152,8 +175,14 @@ def lazy_weight(lam: float, step: int, every: int) -> float:
     return lam * every if step % every == 0 else 0.0
 
 
-def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, regularizer: Regularizer,
-                  x: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
+def training_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    regularizer: Regularizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    lam: float,
+) -> torch.Tensor:
     """One optimisation step on MSE + λ·penalty; returns the loss before the step."""
     loss = regularizer.loss(model, x, y, lam)
     optimizer.zero_grad(set_to_none=True)

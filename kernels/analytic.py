@@ -9,6 +9,7 @@ u_L = W_o,  δ_l = u_l ⊙ s_l,  u_{l-1} = δ_l W_l,  J = u_0  (k×B×d).
 in closed form during the forward pass: one pass of adjoints up the Jacobian chain (which needs
 σ'') and one down the network, about five matrix products per layer and no autograd graph.
 """
+
 from __future__ import annotations
 
 import torch
@@ -66,8 +67,13 @@ def is_plain_mlp(model) -> bool:
 
 def mlp_parts(model):
     """(activation, [W_1…W_L], [b_1…b_L], W_o, b_o) of a jacdistill MLP."""
-    return (model.activation, [layer.weight for layer in model.hidden],
-            [layer.bias for layer in model.hidden], model.out.weight, model.out.bias)
+    return (
+        model.activation,
+        [layer.weight for layer in model.hidden],
+        [layer.bias for layer in model.hidden],
+        model.out.weight,
+        model.out.bias,
+    )
 
 
 def output_and_jacobian(model, x):
@@ -119,7 +125,11 @@ def loss_and_gradients(x, y, lam, activation, weights, biases, w_out, b_out):
         grad_w_pen[l] = deltas[l].reshape(-1, weights[l].shape[0]).t() @ u_bar.reshape(-1, u_bar.shape[-1])
         delta_bar = u_bar @ weights[l].t()
         if curvatures[l] is not None:  # the penalty's pull on a_l, s̄_l ⊙ σ''(a_l)
-            pull = (delta_bar * chain_in[l]).sum(0) if several else torch.mul(delta_bar, chain_in[l], out=deltas[l])
+            pull = (
+                (delta_bar * chain_in[l]).sum(0)
+                if several
+                else torch.mul(delta_bar, chain_in[l], out=deltas[l])
+            )
             pulls[l] = pull.mul_(curvatures[l])
         u_bar = delta_bar.mul_(slopes[l])
     grad_w_out = u_bar.sum(1) if several else u_bar.sum(0, keepdim=True)  # u_L = W_o for every row
@@ -142,8 +152,16 @@ class _FusedLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, y, lam, activation, *params):
         n = (len(params) - 2) // 2
-        loss, grads = loss_and_gradients(x, y, lam, activation, list(params[0:2 * n:2]),
-                                         list(params[1:2 * n:2]), params[-2], params[-1])
+        loss, grads = loss_and_gradients(
+            x,
+            y,
+            lam,
+            activation,
+            list(params[0 : 2 * n : 2]),
+            list(params[1 : 2 * n : 2]),
+            params[-2],
+            params[-1],
+        )
         ctx.save_for_backward(*grads)
         return loss
 

@@ -59,6 +59,7 @@ float32 or float64 (float64 for checks only: ``tl.dot`` runs it on FMA units). `
 backward is not differentiable again (no double backward). For the CPU interpreter,
 ``TRITON_INTERPRET=1`` must be set before this module (or anything else) imports triton.
 """
+
 import contextlib
 import os
 import types
@@ -85,8 +86,9 @@ else:
 # when it decorates them). triton.language's own helpers (tl.zeros, tl.sum, …) were decorated
 # when triton was first imported: both must agree.
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-_LANGUAGE_INTERPRETED = ({"InterpretedFunction": True, "JITFunction": False}
-                         .get(type(getattr(tl, "zeros", None)).__name__))  # None: cannot tell
+_LANGUAGE_INTERPRETED = {"InterpretedFunction": True, "JITFunction": False}.get(
+    type(getattr(tl, "zeros", None)).__name__
+)  # None: cannot tell
 
 MAX_LAYERS = 3
 MAX_WIDTH = 256
@@ -158,8 +160,20 @@ def _stage(scr, a, R: tl.constexpr, C: tl.constexpr):
 
 
 @_jit
-def _mm(a, scr, ptr, s_k, s_n, n_k, n_n, BM: tl.constexpr, PK: tl.constexpr, PN: tl.constexpr,
-        KC: tl.constexpr, PREC: tl.constexpr):
+def _mm(
+    a,
+    scr,
+    ptr,
+    s_k,
+    s_n,
+    n_k,
+    n_n,
+    BM: tl.constexpr,
+    PK: tl.constexpr,
+    PN: tl.constexpr,
+    KC: tl.constexpr,
+    PREC: tl.constexpr,
+):
     """a (BM×PK, registers) @ B (PK×PN), B[i, j] = ptr[i*s_k + j*s_n] for i < n_k, j < n_n, else 0.
 
     ``a`` goes through the program's scratch (L1/L2) and the product runs as a loop over K in
@@ -176,8 +190,11 @@ def _mm(a, scr, ptr, s_k, s_n, n_k, n_n, BM: tl.constexpr, PK: tl.constexpr, PN:
             for k0 in range(0, n_k, KC):  # columns of a beyond n_k are zero: skip the padding
                 kk = k0 + kc
                 a_k = tl.load(scr + r[:, None] * PK + kk[None, :])
-                b_k = tl.load(ptr + kk[:, None] * s_k + (n0 + nn)[None, :] * s_n,
-                              mask=(kk[:, None] < n_k) & ((n0 + nn)[None, :] < n_n), other=0.0)
+                b_k = tl.load(
+                    ptr + kk[:, None] * s_k + (n0 + nn)[None, :] * s_n,
+                    mask=(kk[:, None] < n_k) & ((n0 + nn)[None, :] < n_n),
+                    other=0.0,
+                )
                 acc = tl.dot(a_k, b_k, acc, input_precision=PREC, out_dtype=a.dtype)
             tl.store(scr + BM * PK + r[:, None] * PN + (n0 + nn)[None, :], acc)
         tl.debug_barrier()
@@ -188,15 +205,28 @@ def _mm(a, scr, ptr, s_k, s_n, n_k, n_n, BM: tl.constexpr, PK: tl.constexpr, PN:
         for k0 in range(0, n_k, KC):
             kk = k0 + kc
             a_k = tl.load(scr + r[:, None] * PK + kk[None, :])
-            b_k = tl.load(ptr + kk[:, None] * s_k + nn[None, :] * s_n,
-                          mask=(kk[:, None] < n_k) & (nn[None, :] < n_n), other=0.0)
+            b_k = tl.load(
+                ptr + kk[:, None] * s_k + nn[None, :] * s_n,
+                mask=(kk[:, None] < n_k) & (nn[None, :] < n_n),
+                other=0.0,
+            )
             out = tl.dot(a_k, b_k, out, input_precision=PREC, out_dtype=a.dtype)
     return out
 
 
 @_jit
-def _acc_tn(acc_ptr, a, b, scr, BM: tl.constexpr, PA: tl.constexpr, PB: tl.constexpr,
-            PM: tl.constexpr, KC: tl.constexpr, PREC: tl.constexpr):
+def _acc_tn(
+    acc_ptr,
+    a,
+    b,
+    scr,
+    BM: tl.constexpr,
+    PA: tl.constexpr,
+    PB: tl.constexpr,
+    PM: tl.constexpr,
+    KC: tl.constexpr,
+    PREC: tl.constexpr,
+):
     """acc (PA×PB, row-major in this program's own slice of the partial-sum buffer) += aᵀ b for
     register tiles a (BM×PA) and b (BM×PB): a weight gradient summed over the rows of a tile.
 
@@ -220,8 +250,19 @@ def _acc_tn(acc_ptr, a, b, scr, BM: tl.constexpr, PA: tl.constexpr, PB: tl.const
 
 
 @_jit
-def _layer(h_in, scr, w, b, n_in, n_out, BM: tl.constexpr, PIN: tl.constexpr, POUT: tl.constexpr,
-           KC: tl.constexpr, PREC: tl.constexpr):
+def _layer(
+    h_in,
+    scr,
+    w,
+    b,
+    n_in,
+    n_out,
+    BM: tl.constexpr,
+    PIN: tl.constexpr,
+    POUT: tl.constexpr,
+    KC: tl.constexpr,
+    PREC: tl.constexpr,
+):
     """The pre-activation a = h_in W^T + b (W: n_out×n_in, row-major). Only a is kept per layer:
     σ, σ' and σ'' are recomputed from it where needed (a few exps instead of three live tiles)."""
     cols = tl.arange(0, POUT)
@@ -230,15 +271,35 @@ def _layer(h_in, scr, w, b, n_in, n_out, BM: tl.constexpr, PIN: tl.constexpr, PO
 
 
 @_jit
-def _times_w(v, scr, w, n_in, n_out, BM: tl.constexpr, PIN: tl.constexpr, POUT: tl.constexpr,
-             KC: tl.constexpr, PREC: tl.constexpr):
+def _times_w(
+    v,
+    scr,
+    w,
+    n_in,
+    n_out,
+    BM: tl.constexpr,
+    PIN: tl.constexpr,
+    POUT: tl.constexpr,
+    KC: tl.constexpr,
+    PREC: tl.constexpr,
+):
     """v (BM×POUT) @ W (W: n_out×n_in): the chain step u_{l-1} = δ_l W_l and h̄_{l-1} = ā_l W_l."""
     return _mm(v, scr, w, n_in, 1, n_out, n_in, BM, POUT, PIN, KC, PREC)
 
 
 @_jit
-def _times_wt(v, scr, w, n_in, n_out, BM: tl.constexpr, PIN: tl.constexpr, POUT: tl.constexpr,
-               KC: tl.constexpr, PREC: tl.constexpr):
+def _times_wt(
+    v,
+    scr,
+    w,
+    n_in,
+    n_out,
+    BM: tl.constexpr,
+    PIN: tl.constexpr,
+    POUT: tl.constexpr,
+    KC: tl.constexpr,
+    PREC: tl.constexpr,
+):
     """v (BM×PIN) @ W^T: δ̄_l = ū_{l-1} W_l^T."""
     return _mm(v, scr, w, 1, n_in, n_in, n_out, BM, PIN, POUT, KC, PREC)
 
@@ -247,20 +308,52 @@ def _times_wt(v, scr, w, n_in, n_out, BM: tl.constexpr, PIN: tl.constexpr, POUT:
 def _store_rows(ptr, val, rows, rmask, n_rows, width, slot, PW: tl.constexpr):
     """val (BM×PW) into rows ``rows`` of slot ``slot`` of a (slots×n_rows×width) buffer."""
     cols = tl.arange(0, PW)
-    tl.store(ptr + slot * n_rows * width + rows[:, None] * width + cols[None, :], val,
-             mask=rmask[:, None] & (cols[None, :] < width))
+    tl.store(
+        ptr + slot * n_rows * width + rows[:, None] * width + cols[None, :],
+        val,
+        mask=rmask[:, None] & (cols[None, :] < width),
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Kernels
 # --------------------------------------------------------------------------------------------
 @_jit
-def _fwd_kernel(x_ptr, w1, b1, w2, b2, w3, b3, wo, bo, out_ptr, sq_ptr, scr_ptr,
-                n_rows, d, h1, h2, h3, hl, k, n_tiles,
-                ACT: tl.constexpr, NL: tl.constexpr, BM: tl.constexpr, D: tl.constexpr,
-                P1: tl.constexpr, P2: tl.constexpr, P3: tl.constexpr, PL: tl.constexpr,
-                KP: tl.constexpr, PM: tl.constexpr, KC: tl.constexpr, PREC: tl.constexpr,
-                SQ: tl.constexpr):
+def _fwd_kernel(
+    x_ptr,
+    w1,
+    b1,
+    w2,
+    b2,
+    w3,
+    b3,
+    wo,
+    bo,
+    out_ptr,
+    sq_ptr,
+    scr_ptr,
+    n_rows,
+    d,
+    h1,
+    h2,
+    h3,
+    hl,
+    k,
+    n_tiles,
+    ACT: tl.constexpr,
+    NL: tl.constexpr,
+    BM: tl.constexpr,
+    D: tl.constexpr,
+    P1: tl.constexpr,
+    P2: tl.constexpr,
+    P3: tl.constexpr,
+    PL: tl.constexpr,
+    KP: tl.constexpr,
+    PM: tl.constexpr,
+    KC: tl.constexpr,
+    PREC: tl.constexpr,
+    SQ: tl.constexpr,
+):
     """f (n_rows×k) and, when SQ, ‖J‖²_F per row, for the row tiles pid, pid + G, …"""
     pid = tl.program_id(0)
     scr = scr_ptr + pid * (2 * BM * PM)
@@ -270,8 +363,9 @@ def _fwd_kernel(x_ptr, w1, b1, w2, b2, w3, b3, wo, bo, out_ptr, sq_ptr, scr_ptr,
     for tile in range(pid, n_tiles, tl.num_programs(0)):
         rows = tile * BM + tl.arange(0, BM)
         rmask = rows < n_rows
-        x = tl.load(x_ptr + rows[:, None] * d + cd[None, :],
-                    mask=rmask[:, None] & (cd[None, :] < d), other=0.0)
+        x = tl.load(
+            x_ptr + rows[:, None] * d + cd[None, :], mask=rmask[:, None] & (cd[None, :] < d), other=0.0
+        )
         a1 = _layer(x, scr, w1, b1, d, h1, BM, D, P1, KC, PREC)
         hl_v = _value(a1, ACT)
         if NL >= 2:
@@ -282,8 +376,7 @@ def _fwd_kernel(x_ptr, w1, b1, w2, b2, w3, b3, wo, bo, out_ptr, sq_ptr, scr_ptr,
             hl_v = _value(a3, ACT)
         f = _mm(hl_v, scr, wo, 1, hl, hl, k, BM, PL, KP, KC, PREC)
         f += tl.load(bo + ck, mask=ck < k, other=0.0)[None, :]
-        tl.store(out_ptr + rows[:, None] * k + ck[None, :], f,
-                 mask=rmask[:, None] & (ck[None, :] < k))
+        tl.store(out_ptr + rows[:, None] * k + ck[None, :], f, mask=rmask[:, None] & (ck[None, :] < k))
         if SQ:
             sq = tl.zeros((BM,), dtype=f.dtype)
             for j in range(k):
@@ -298,18 +391,66 @@ def _fwd_kernel(x_ptr, w1, b1, w2, b2, w3, b3, wo, bo, out_ptr, sq_ptr, scr_ptr,
 
 
 @_jit
-def _grad_kernel(x_ptr, t_ptr, gsq_ptr, coef_ptr, xg_ptr,
-                 w1, b1, w2, b2, w3, b3, wo, bo,
-                 part_ptr, scr_ptr, f1l, f1r, f2l, f2r, f3l, f3r,
-                 n_rows, d, h1, h2, h3, hl, k, n_tiles,
-                 ACT: tl.constexpr, NL: tl.constexpr, BM: tl.constexpr, D: tl.constexpr,
-                 P1: tl.constexpr, P2: tl.constexpr, P3: tl.constexpr, PL: tl.constexpr,
-                 KP: tl.constexpr, PM: tl.constexpr, KC: tl.constexpr, PREC: tl.constexpr,
-                 MODE: tl.constexpr, FIT: tl.constexpr, PEN: tl.constexpr, XGRAD: tl.constexpr,
-                 GW1: tl.constexpr, GW2: tl.constexpr, GW3: tl.constexpr,
-                 O_W1: tl.constexpr, O_B1: tl.constexpr, O_W2: tl.constexpr, O_B2: tl.constexpr,
-                 O_W3: tl.constexpr, O_B3: tl.constexpr, O_WO: tl.constexpr, O_BO: tl.constexpr,
-                 O_LOSS: tl.constexpr, TOT: tl.constexpr):
+def _grad_kernel(
+    x_ptr,
+    t_ptr,
+    gsq_ptr,
+    coef_ptr,
+    xg_ptr,
+    w1,
+    b1,
+    w2,
+    b2,
+    w3,
+    b3,
+    wo,
+    bo,
+    part_ptr,
+    scr_ptr,
+    f1l,
+    f1r,
+    f2l,
+    f2r,
+    f3l,
+    f3r,
+    n_rows,
+    d,
+    h1,
+    h2,
+    h3,
+    hl,
+    k,
+    n_tiles,
+    ACT: tl.constexpr,
+    NL: tl.constexpr,
+    BM: tl.constexpr,
+    D: tl.constexpr,
+    P1: tl.constexpr,
+    P2: tl.constexpr,
+    P3: tl.constexpr,
+    PL: tl.constexpr,
+    KP: tl.constexpr,
+    PM: tl.constexpr,
+    KC: tl.constexpr,
+    PREC: tl.constexpr,
+    MODE: tl.constexpr,
+    FIT: tl.constexpr,
+    PEN: tl.constexpr,
+    XGRAD: tl.constexpr,
+    GW1: tl.constexpr,
+    GW2: tl.constexpr,
+    GW3: tl.constexpr,
+    O_W1: tl.constexpr,
+    O_B1: tl.constexpr,
+    O_W2: tl.constexpr,
+    O_B2: tl.constexpr,
+    O_W3: tl.constexpr,
+    O_B3: tl.constexpr,
+    O_WO: tl.constexpr,
+    O_BO: tl.constexpr,
+    O_LOSS: tl.constexpr,
+    TOT: tl.constexpr,
+):
     """Forward, Jacobian chain, penalty adjoints (up) and MSE adjoints (down) for the row tiles
     pid, pid + G, …; per-program partial sums of the gradients go to part[pid, :].
 
@@ -344,8 +485,9 @@ def _grad_kernel(x_ptr, t_ptr, gsq_ptr, coef_ptr, xg_ptr,
         rows = tile * BM + tl.arange(0, BM)
         rmask = rows < n_rows
         omask = rmask[:, None] & (ck[None, :] < k)
-        x = tl.load(x_ptr + rows[:, None] * d + cd[None, :],
-                    mask=rmask[:, None] & (cd[None, :] < d), other=0.0)
+        x = tl.load(
+            x_ptr + rows[:, None] * d + cd[None, :], mask=rmask[:, None] & (cd[None, :] < d), other=0.0
+        )
         # forward: only the pre-activations a_l stay (in registers)
         a1 = _layer(x, scr, w1, b1, d, h1, BM, D, P1, KC, PREC)
         hl_v = _value(a1, ACT)
@@ -471,8 +613,7 @@ def _grad_kernel(x_ptr, t_ptr, gsq_ptr, coef_ptr, xg_ptr,
             _store_rows(f1r, x, rows, rmask, n_rows, d, k, D)
         if XGRAD:
             x_bar = _times_w(a_bar, scr, w1, d, h1, BM, D, P1, KC, PREC)
-            tl.store(xg_ptr + rows[:, None] * d + cd[None, :], x_bar,
-                     mask=rmask[:, None] & (cd[None, :] < d))
+            tl.store(xg_ptr + rows[:, None] * d + cd[None, :], x_bar, mask=rmask[:, None] & (cd[None, :] < d))
 
     tl.store(base + O_B1 + c1, acc_b1)
     if NL >= 2:
@@ -493,13 +634,14 @@ def available(device) -> str | None:
         return _TRITON_ERROR
     device = torch.device(device)
     if _LANGUAGE_INTERPRETED is not None and _LANGUAGE_INTERPRETED != INTERPRETED:
-        return ("triton was imported before TRITON_INTERPRET was set (or unset) and its own "
-                "helpers are in the other mode; set the variable before anything imports triton")
+        return (
+            "triton was imported before TRITON_INTERPRET was set (or unset) and its own "
+            "helpers are in the other mode; set the variable before anything imports triton"
+        )
     if INTERPRETED:
         return None
     if os.environ.get("TRITON_INTERPRET") == "1":
-        return ("TRITON_INTERPRET=1 was set after triton was imported; set it before anything "
-                "imports triton")
+        return "TRITON_INTERPRET=1 was set after triton was imported; set it before anything imports triton"
     if device.type != "cuda":
         return f"tensors are on '{device.type}', not a CUDA device"
     if not torch.cuda.is_available():
@@ -568,14 +710,24 @@ class _Net:
 
     def constexprs(self):
         ps = self.P + [16] * (MAX_LAYERS - self.n_layers)
-        return dict(ACT=self.act, NL=self.n_layers, BM=self.block_rows, D=self.D, P1=ps[0],
-                    P2=ps[1], P3=ps[2], PL=self.P[-1], KP=self.KP, PM=self.widest, KC=K_SLICE,
-                    PREC=self.precision)
+        return dict(
+            ACT=self.act,
+            NL=self.n_layers,
+            BM=self.block_rows,
+            D=self.D,
+            P1=ps[0],
+            P2=ps[1],
+            P3=ps[2],
+            PL=self.P[-1],
+            KP=self.KP,
+            PM=self.widest,
+            KC=K_SLICE,
+            PREC=self.precision,
+        )
 
     def scratch(self, programs, device):
         """Two BM×PM tiles per program: the staged operands of the products."""
-        return torch.empty(programs * 2 * self.block_rows * self.widest, dtype=self.dtype,
-                           device=device)
+        return torch.empty(programs * 2 * self.block_rows * self.widest, dtype=self.dtype, device=device)
 
 
 def _net_of(model, precision):
@@ -590,8 +742,9 @@ def _check(net, x):
     if net.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"jacnorm: needs float32 or float64 parameters, not {net.dtype}")
     if x.dtype != net.dtype or x.device != net.w_out.device:
-        raise ValueError(f"jacnorm: x is {x.dtype} on {x.device}, the model {net.dtype} on "
-                         f"{net.w_out.device}")
+        raise ValueError(
+            f"jacnorm: x is {x.dtype} on {x.device}, the model {net.dtype} on {net.w_out.device}"
+        )
     if x.ndim != 2 or x.shape[1] != net.d:
         raise ValueError(f"jacnorm: x must be B×{net.d}, got {tuple(x.shape)}")
 
@@ -611,9 +764,20 @@ def _forward(net, x, with_sq=True):
     n_tiles = triton.cdiv(n_rows, net.block_rows)
     programs = _programs(n_tiles, x.device)
     with _device_ctx(x):
-        _fwd_kernel[(programs,)](x, *net.slots(), out, sq, net.scratch(programs, x.device), n_rows,
-                                 *net.sizes(), n_tiles, **net.constexprs(), SQ=with_sq,
-                                 num_warps=net.num_warps, num_stages=1)
+        _fwd_kernel[(programs,)](
+            x,
+            *net.slots(),
+            out,
+            sq,
+            net.scratch(programs, x.device),
+            n_rows,
+            *net.sizes(),
+            n_tiles,
+            **net.constexprs(),
+            SQ=with_sq,
+            num_warps=net.num_warps,
+            num_stages=1,
+        )
     return out, sq
 
 
@@ -638,12 +802,14 @@ def _gradients(net, x, target, g_sq, coef, mode, fit, pen, need_x, wgrad):
     x = x.detach().contiguous()
     n_rows, dt, dev = x.shape[0], net.dtype, x.device
     if n_rows == 0:  # an empty batch: nothing to sum
-        zeros = [torch.zeros_like(p) for p in net.slots()[:2 * net.n_layers] + [net.w_out, net.b_out]]
+        zeros = [torch.zeros_like(p) for p in net.slots()[: 2 * net.n_layers] + [net.w_out, net.b_out]]
         return torch.zeros(2, dtype=dt, device=dev), zeros, torch.zeros_like(x) if need_x else None
     pads = [net.D, *net.P]
     sizes = [net.d, *net.widths]
-    in_kernel = [wgrad == "kernel" or (wgrad == "auto" and pads[l + 1] * pads[l] <= WGRAD_IN_KERNEL_MAX)
-                 for l in range(net.n_layers)]
+    in_kernel = [
+        wgrad == "kernel" or (wgrad == "auto" and pads[l + 1] * pads[l] <= WGRAD_IN_KERNEL_MAX)
+        for l in range(net.n_layers)
+    ]
     # offsets of the per-program partial sums
     offsets, tot = {}, 0
     for l in range(MAX_LAYERS):
@@ -666,8 +832,8 @@ def _gradients(net, x, target, g_sq, coef, mode, fit, pen, need_x, wgrad):
     chunk = n_rows
     if per_row:
         chunk = min(chunk, max(1, FACTOR_BUDGET_BYTES // (per_row * elem)))
-        chunk = min(chunk, (2 ** 31 - 1) // (slots * max(sizes)))
-    chunk = max(1, min(chunk, (2 ** 31 - 1) // max(sizes + [net.k])))
+        chunk = min(chunk, (2**31 - 1) // (slots * max(sizes)))
+    chunk = max(1, min(chunk, (2**31 - 1) // max(sizes + [net.k])))
 
     totals, gemm = None, [None] * net.n_layers
     x_grad = torch.empty_like(x) if need_x else None
@@ -681,21 +847,39 @@ def _gradients(net, x, target, g_sq, coef, mode, fit, pen, need_x, wgrad):
         factors = []
         for l in range(MAX_LAYERS):
             if l < net.n_layers and not in_kernel[l]:
-                factors += [torch.empty(slots, rows, sizes[l + 1], dtype=dt, device=dev),
-                            torch.empty(slots, rows, sizes[l], dtype=dt, device=dev)]
+                factors += [
+                    torch.empty(slots, rows, sizes[l + 1], dtype=dt, device=dev),
+                    torch.empty(slots, rows, sizes[l], dtype=dt, device=dev),
+                ]
             else:
                 factors += [dummy, dummy]
         with _device_ctx(x):
             _grad_kernel[(programs,)](
-                x[start:stop], target[start:stop] if fit else dummy,
-                g_sq[start:stop] if mode == 2 and pen else dummy, coef,
+                x[start:stop],
+                target[start:stop] if fit else dummy,
+                g_sq[start:stop] if mode == 2 and pen else dummy,
+                coef,
                 x_grad[start:stop] if need_x else dummy,
-                *net.slots(), part, net.scratch(programs, dev), *factors, rows, *net.sizes(),
+                *net.slots(),
+                part,
+                net.scratch(programs, dev),
+                *factors,
+                rows,
+                *net.sizes(),
                 n_tiles,
-                **net.constexprs(), MODE=mode, FIT=fit, PEN=pen, XGRAD=need_x,
-                GW1=in_kernel[0], GW2=net.n_layers > 1 and in_kernel[1],
-                GW3=net.n_layers > 2 and in_kernel[2], **offsets, TOT=tot,
-                num_warps=net.num_warps, num_stages=1)
+                **net.constexprs(),
+                MODE=mode,
+                FIT=fit,
+                PEN=pen,
+                XGRAD=need_x,
+                GW1=in_kernel[0],
+                GW2=net.n_layers > 1 and in_kernel[1],
+                GW3=net.n_layers > 2 and in_kernel[2],
+                **offsets,
+                TOT=tot,
+                num_warps=net.num_warps,
+                num_stages=1,
+            )
         part = part.sum(0) if programs > 1 else part[0]
         totals = part if totals is None else totals.add_(part)
         for l in range(net.n_layers):
@@ -710,17 +894,17 @@ def _gradients(net, x, target, g_sq, coef, mode, fit, pen, need_x, wgrad):
     for l in range(net.n_layers):
         if in_kernel[l]:
             o = offsets[f"O_W{l + 1}"]
-            gw = totals[o:o + pads[l + 1] * pads[l]].view(pads[l + 1], pads[l])[:sizes[l + 1], :sizes[l]]
+            gw = totals[o : o + pads[l + 1] * pads[l]].view(pads[l + 1], pads[l])[: sizes[l + 1], : sizes[l]]
         else:
             gw = gemm[l] if gemm[l] is not None else torch.zeros(sizes[l + 1], sizes[l], dtype=dt, device=dev)
         o = offsets[f"O_B{l + 1}"]
-        grads += [gw, totals[o:o + sizes[l + 1]]]
+        grads += [gw, totals[o : o + sizes[l + 1]]]
     o = offsets["O_WO"]
-    grads.append(totals[o:o + net.KP * net.P[-1]].view(net.KP, net.P[-1])[:net.k, :net.widths[-1]])
+    grads.append(totals[o : o + net.KP * net.P[-1]].view(net.KP, net.P[-1])[: net.k, : net.widths[-1]])
     o = offsets["O_BO"]
-    grads.append(totals[o:o + net.k])
+    grads.append(totals[o : o + net.k])
     o = offsets["O_LOSS"]
-    return totals[o:o + 2], [g.contiguous() for g in grads], x_grad
+    return totals[o : o + 2], [g.contiguous() for g in grads], x_grad
 
 
 def _param_list(model):
@@ -729,8 +913,14 @@ def _param_list(model):
 
 def _net_from_params(activation, params, precision):
     n = (len(params) - 2) // 2
-    return _Net(activation, list(params[0:2 * n:2]), list(params[1:2 * n:2]), params[-2],
-                params[-1], precision)
+    return _Net(
+        activation,
+        list(params[0 : 2 * n : 2]),
+        list(params[1 : 2 * n : 2]),
+        params[-2],
+        params[-1],
+        precision,
+    )
 
 
 class _FusedLossFunction(torch.autograd.Function):
@@ -743,11 +933,13 @@ class _FusedLossFunction(torch.autograd.Function):
         y = y.detach().reshape(n_rows, -1 if n_rows else net.k).to(net.dtype).contiguous()
         if y.shape[1] != net.k:
             raise ValueError(f"jacnorm: y must be B×{net.k} or B, got {tuple(y.shape)}")
-        coef = torch.tensor([2.0 / max(1, y.numel()), 2.0 * lam / max(1, n_rows)], dtype=net.dtype,
-                            device=x.device)
+        coef = torch.tensor(
+            [2.0 / max(1, y.numel()), 2.0 * lam / max(1, n_rows)], dtype=net.dtype, device=x.device
+        )
         need_x = ctx.needs_input_grad[0]
-        sums, grads, x_grad = _gradients(net, x, y, None, coef, mode=1, fit=True, pen=lam != 0,
-                                         need_x=need_x, wgrad=wgrad)
+        sums, grads, x_grad = _gradients(
+            net, x, y, None, coef, mode=1, fit=True, pen=lam != 0, need_x=need_x, wgrad=wgrad
+        )
         loss = sums[0] / max(1, y.numel()) + sums[1] * (lam / max(1, n_rows))
         ctx.save_for_backward(*([x_grad] if need_x else []), *grads)
         ctx.need_x = need_x
@@ -783,8 +975,9 @@ class _OutputSqnormFunction(torch.autograd.Function):
         g_out = g_out.contiguous() if fit else None
         g_sq = g_sq.contiguous() if pen else None
         coef = torch.zeros(2, dtype=net.dtype, device=x.device)
-        _, grads, x_grad = _gradients(net, x, g_out, g_sq, coef, mode=2, fit=fit, pen=pen,
-                                      need_x=ctx.needs_input_grad[0], wgrad=wgrad)
+        _, grads, x_grad = _gradients(
+            net, x, g_out, g_sq, coef, mode=2, fit=fit, pen=pen, need_x=ctx.needs_input_grad[0], wgrad=wgrad
+        )
         return (x_grad, None, None, None, *grads)
 
 
@@ -802,5 +995,4 @@ def output_and_sqnorms(model, x, *, grad=False, precision="ieee", wgrad="auto"):
 def fused_loss(model, x, y, lam, *, precision="ieee", wgrad="auto"):
     """mean (f - y)² + lam·mean_b‖J_b‖²_F for a jacdistill MLP as a scalar tensor; ``backward()``
     fills every parameter's gradient (and x's when x requires grad). ``y`` is B×k or B."""
-    return _FusedLossFunction.apply(x, y, float(lam), model.activation, precision, wgrad,
-                                    *_param_list(model))
+    return _FusedLossFunction.apply(x, y, float(lam), model.activation, precision, wgrad, *_param_list(model))

@@ -1,5 +1,6 @@
 """The core's shape: it never imports the benchmarks, and its modules import each other without
 circles (imports inside functions and under TYPE_CHECKING count too)."""
+
 from __future__ import annotations
 
 import ast
@@ -25,7 +26,9 @@ def core_imports() -> dict[str, set[str]]:
             elif isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:  # relative: from the package, up level - 1
-                    base = ".".join([*package.split(".")[: len(package.split(".")) - node.level + 1], base]).strip(".")
+                    base = ".".join(
+                        [*package.split(".")[: len(package.split(".")) - node.level + 1], base]
+                    ).strip(".")
                 found |= {base} | {f"{base}.{alias.name}" for alias in node.names}
         graph[name] = {m for m in found if m.startswith("jacdistill")}
     return graph
@@ -33,13 +36,17 @@ def core_imports() -> dict[str, set[str]]:
 
 def resolve(graph: dict[str, set[str]]) -> dict[str, set[str]]:
     """Keep only edges to core modules (``from jacdistill import teacher`` names a module)."""
-    return {name: {m for m in targets if m in graph and m != name and m != "jacdistill"}
-            for name, targets in graph.items()}
+    return {
+        name: {m for m in targets if m in graph and m != name and m != "jacdistill"}
+        for name, targets in graph.items()
+    }
 
 
 def test_the_core_never_imports_the_benchmarks():
-    offenders = {name: sorted(m for m in targets if m.startswith("jacdistill.benchmarks"))
-                 for name, targets in core_imports().items()}
+    offenders = {
+        name: sorted(m for m in targets if m.startswith("jacdistill.benchmarks"))
+        for name, targets in core_imports().items()
+    }
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
@@ -49,7 +56,7 @@ def find_circle(graph: dict[str, set[str]]) -> list[str] | None:
 
     def visit(name: str, path: list[str]) -> list[str] | None:
         if name in path:
-            return path[path.index(name):] + [name]
+            return path[path.index(name) :] + [name]
         if name in done:
             return None
         for target in sorted(graph[name]):

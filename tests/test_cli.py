@@ -4,6 +4,7 @@ Every user error must be exit code 2 with exactly one ``error: …`` line on std
 traceback; successful runs must leave a complete run directory whose ``metrics.json`` is what
 ``--json`` prints.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,14 +22,27 @@ import pytest
 
 JACDISTILL = Path(sys.executable).with_name("jacdistill")
 FAST = ("--regularizer", "none", "--student", "tree", "--epochs", "5", "--no-baseline")
-METRIC_KEYS = {"dataset", "regularizer", "lam", "student", "seed", "teacher_r2_test", "student_r2_test",
-               "fidelity_r2_test", "complexity", "formula", "baseline", "timings"}
+METRIC_KEYS = {
+    "dataset",
+    "regularizer",
+    "lam",
+    "student",
+    "seed",
+    "teacher_r2_test",
+    "student_r2_test",
+    "fidelity_r2_test",
+    "complexity",
+    "formula",
+    "baseline",
+    "timings",
+}
 
 
 def jd(*args: str, cwd: Path, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
     assert JACDISTILL.exists(), f"console script missing: {JACDISTILL} (pip install -e .)"
-    return subprocess.run([str(JACDISTILL), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [str(JACDISTILL), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -69,11 +83,27 @@ def names(rows: list[dict], kind: str) -> list[str]:
 
 # --------------------------------------------------------------------------- a full --json run
 
+
 @pytest.fixture(scope="module")
 def tree_run(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("tree_run")
-    proc = jd("run", "--dataset", "yacht", "--regularizer", "none", "--student", "tree", "--json",
-              "--epochs", "20", "--student-opt", "max_depth=4", "--out", str(cwd / "r"), cwd=cwd)
+    proc = jd(
+        "run",
+        "--dataset",
+        "yacht",
+        "--regularizer",
+        "none",
+        "--student",
+        "tree",
+        "--json",
+        "--epochs",
+        "20",
+        "--student-opt",
+        "max_depth=4",
+        "--out",
+        str(cwd / "r"),
+        cwd=cwd,
+    )
     assert_ok(proc)
     return proc, cwd / "r"
 
@@ -90,7 +120,7 @@ def test_json_run_prints_metrics(tree_run):
     for key in ("teacher_r2_test", "student_r2_test", "fidelity_r2_test"):
         assert isinstance(metrics[key], float) and metrics[key] <= 1.0
     assert metrics["teacher_r2_test"] > 0.5  # yacht is easy even after 20 epochs
-    assert isinstance(metrics["complexity"], int) and 1 <= metrics["complexity"] <= 2 ** 4  # leaves
+    assert isinstance(metrics["complexity"], int) and 1 <= metrics["complexity"] <= 2**4  # leaves
     assert metrics["formula"].startswith("residuary_resistance = ")
     timings = metrics["timings"]
     assert set(timings) >= {"teacher", "student", "total"}
@@ -103,7 +133,8 @@ def test_json_run_prints_metrics(tree_run):
     assert base["regularizer"] == "none" and base["lam"] == 0.0
     # λ = 0 already: the baseline is this very fit, not a second identical one
     assert {k: v for k, v in base.items() if k != "baseline"} == {
-        k: v for k, v in metrics.items() if k != "baseline"}
+        k: v for k, v in metrics.items() if k != "baseline"
+    }
     assert base["student"] == "tree" and base["dataset"] == "yacht" and base["seed"] == 0
     assert set(base["timings"]) >= {"teacher", "student", "total"}
 
@@ -112,8 +143,14 @@ def test_json_run_writes_run_dir(tree_run):
     from jacdistill import teacher
 
     proc, run_dir = tree_run
-    assert {p.name for p in run_dir.iterdir()} == {"config.json", "metrics.json", "formula.txt",
-                                                   "formula.tex", "teacher.pt", "baseline"}
+    assert {p.name for p in run_dir.iterdir()} == {
+        "config.json",
+        "metrics.json",
+        "formula.txt",
+        "formula.tex",
+        "teacher.pt",
+        "baseline",
+    }
     assert {p.name for p in (run_dir / "baseline").iterdir()} == {"formula.txt", "formula.tex", "teacher.pt"}
     assert (run_dir / "metrics.json").read_text() == proc.stdout
     assert json.loads((run_dir / "metrics.json").read_text()) == json.loads(proc.stdout)
@@ -147,10 +184,24 @@ def test_json_run_writes_run_dir(tree_run):
 
 # --------------------------------------------------------------------------- human summary
 
+
 def test_summary_run_and_refusal_to_overwrite(tmp_path):
     out = tmp_path / "op"
-    args = ("run", "--dataset", "yacht", "--student", "operon", "--student-opt", "generations=5",
-            "--student-opt", "population_size=100", "--epochs", "20", "--out", str(out))
+    args = (
+        "run",
+        "--dataset",
+        "yacht",
+        "--student",
+        "operon",
+        "--student-opt",
+        "generations=5",
+        "--student-opt",
+        "population_size=100",
+        "--epochs",
+        "20",
+        "--out",
+        str(out),
+    )
     proc = jd(*args, cwd=tmp_path)
     assert_ok(proc)
     for label in ("teacher test R²", "student test R²", "fidelity R²", "complexity", "formula", "run dir"):
@@ -180,14 +231,28 @@ def test_default_run_dir(tmp_path):
 
 # --------------------------------------------------------------------------- pysr without Julia
 
+
 def test_pysr_unavailable_fails_fast(tmp_path, plugin_rows):
     pysr = next(row for row in plugin_rows if row["kind"] == "student" and row["name"] == "pysr")
     if pysr["available"]:
         pytest.skip("PySR and Julia work here")
     started = time.monotonic()
     # enough epochs to take many minutes if it trained first
-    proc = jd("run", "--dataset", "yacht", "--student", "pysr", "--epochs", "100000", "--patience", "100000",
-              "--out", str(tmp_path / "r"), cwd=tmp_path, timeout=180)
+    proc = jd(
+        "run",
+        "--dataset",
+        "yacht",
+        "--student",
+        "pysr",
+        "--epochs",
+        "100000",
+        "--patience",
+        "100000",
+        "--out",
+        str(tmp_path / "r"),
+        cwd=tmp_path,
+        timeout=180,
+    )
     elapsed = time.monotonic() - started
     line = assert_user_error(proc, "pysr")
     assert "julia" in line.lower() or "pip install" in line.lower(), line
@@ -199,6 +264,7 @@ def test_pysr_unavailable_fails_fast(tmp_path, plugin_rows):
 
 
 # --------------------------------------------------------------------------- bad input
+
 
 def _write_inputs(folder: Path) -> None:
     def table(rows: int = 30, b=lambda i: str(i), y=lambda i: str(i % 7), a=lambda i: str(i)) -> str:
@@ -236,7 +302,10 @@ BAD_INPUT = {
     "constant-target": (["--data", "constant.csv"], ["'y'", "constant"]),
     "unknown-target": (["--data", "ok.csv", "--target", "zz"], ["no column 'zz'", "a, b, y"]),
     "target-on-bundled": (["--dataset", "yacht", "--target", "zz"], ["--target"]),
-    "unknown-regularizer": (["--dataset", "yacht", "--regularizer", "foo"], ["unknown regularizer 'foo'; known: "]),
+    "unknown-regularizer": (
+        ["--dataset", "yacht", "--regularizer", "foo"],
+        ["unknown regularizer 'foo'; known: "],
+    ),
     "unknown-student": (["--dataset", "yacht", "--student", "foo"], ["unknown student 'foo'; known: "]),
     "negative-lam": (["--dataset", "yacht", "--lam", "-1"], ["--lam", "'-1'"]),
     "text-lam": (["--dataset", "yacht", "--lam", "abc"], ["--lam", "'abc'"]),
@@ -245,8 +314,10 @@ BAD_INPUT = {
     "text-widths": (["--dataset", "yacht", "--widths", "a,b"], ["--widths", "'a,b'"]),
     "empty-widths": (["--dataset", "yacht", "--widths", ""], ["--widths"]),
     "student-opt-no-equals": (["--dataset", "yacht", "--student-opt", "noequals"], ["KEY=VALUE", "noequals"]),
-    "student-opt-unknown-key": (["--dataset", "yacht", "--student-opt", "nosuch=1"],
-                                ["student 'tree' has no option 'nosuch'", "max_depth"]),
+    "student-opt-unknown-key": (
+        ["--dataset", "yacht", "--student-opt", "nosuch=1"],
+        ["student 'tree' has no option 'nosuch'", "max_depth"],
+    ),
     "student-opt-bad-value": (["--dataset", "yacht", "--student-opt", "max_depth=abc"], ["max_depth"]),
     "reg-opt-unknown-key": (["--dataset", "yacht", "--reg-opt", "nosuch=1"], ["has no option 'nosuch'"]),
     "unknown-dataset": (["--dataset", "nosuch"], ["unknown dataset 'nosuch'", "airfoil", "yacht"]),
@@ -275,6 +346,7 @@ def bad_input_results(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedP
 def test_bad_input_is_one_line_exit_2(case, bad_input_results, plugin_rows):
     if case == "cuda-missing":
         import torch
+
         if torch.cuda.is_available():
             pytest.skip("CUDA is available here")
     proc, out = bad_input_results[case]
@@ -292,6 +364,7 @@ def test_bad_input_is_one_line_exit_2(case, bad_input_results, plugin_rows):
 
 
 # --------------------------------------------------------------------------- Parquet input
+
 
 def test_parquet_with_named_target(tmp_path):
     rng = np.random.default_rng(1)
@@ -315,6 +388,7 @@ def test_parquet_with_named_target(tmp_path):
 
 # --------------------------------------------------------------------------- listings
 
+
 def test_datasets_listing(tmp_path):
     from jacdistill.data import bundled_datasets
 
@@ -326,6 +400,7 @@ def test_datasets_listing(tmp_path):
 
     # every bundled dataset is listed, and the manifest's sizes match the bundled files
     import jacdistill
+
     folder = Path(jacdistill.__file__).parent / "datasets"
     manifest = bundled_datasets()
     assert set(rows) == {row["name"] for row in manifest}
@@ -342,8 +417,14 @@ def test_plugins_listing(tmp_path, plugin_rows):
         assert set(row) == {"kind", "name", "source", "available", "reason"}
         assert (row["reason"] is None) == row["available"]
     by_name = {(row["kind"], row["name"]): row for row in plugin_rows}
-    for key in [("regularizer", "jacobian"), ("regularizer", "none"), ("student", "tree"),
-                ("student", "gplearn"), ("student", "operon"), ("student", "pysr")]:
+    for key in [
+        ("regularizer", "jacobian"),
+        ("regularizer", "none"),
+        ("student", "tree"),
+        ("student", "gplearn"),
+        ("student", "operon"),
+        ("student", "pysr"),
+    ]:
         assert by_name[key]["source"] == "jacdistill", key
     for key in [("regularizer", "jacobian"), ("regularizer", "none"), ("student", "tree")]:
         assert by_name[key]["available"] is True, key
@@ -359,10 +440,26 @@ def test_plugins_listing(tmp_path, plugin_rows):
 
 # --------------------------------------------------------------------------- determinism
 
+
 def test_same_seed_same_metrics(tmp_path):
     def start(out: str, seed: str):
-        return jd("run", "--dataset", "yacht", "--regularizer", "none", "--student", "tree", "--epochs", "10",
-                  "--seed", seed, "--json", "--out", out, cwd=tmp_path)
+        return jd(
+            "run",
+            "--dataset",
+            "yacht",
+            "--regularizer",
+            "none",
+            "--student",
+            "tree",
+            "--epochs",
+            "10",
+            "--seed",
+            seed,
+            "--json",
+            "--out",
+            out,
+            cwd=tmp_path,
+        )
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         first, second, other = pool.map(lambda a: start(*a), [("a", "7"), ("b", "7"), ("c", "8")])
@@ -378,13 +475,33 @@ def test_same_seed_same_metrics(tmp_path):
 
 # --------------------------------------------------------------------------- Ctrl-C
 
+
 @pytest.mark.skipif(os.name != "posix", reason="sends SIGINT")
 def test_interrupt_keeps_finished_files_only(tmp_path, interruptible):
     out = tmp_path / "r"
-    proc = subprocess.Popen([str(JACDISTILL), "run", "--dataset", "yacht", "--regularizer", "none",
-                             "--student", "tree", "--epochs", "100000", "--patience", "100000",
-                             "--out", str(out)], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
+    proc = subprocess.Popen(
+        [
+            str(JACDISTILL),
+            "run",
+            "--dataset",
+            "yacht",
+            "--regularizer",
+            "none",
+            "--student",
+            "tree",
+            "--epochs",
+            "100000",
+            "--patience",
+            "100000",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,
+    )
     try:
         deadline = time.monotonic() + 60
         while not (out / "config.json").exists():
@@ -455,4 +572,3 @@ def test_bench_help_says_where_results_go(tmp_path):
     if not torch.cuda.is_available():  # no GPU here: a user error, not a traceback
         assert_user_error(jd("bench", "kernel", cwd=tmp_path), "bench kernel needs a CUDA GPU", "--interpret")
     assert not list(tmp_path.iterdir())
-

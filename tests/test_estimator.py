@@ -1,4 +1,5 @@
 """``jacdistill.Distiller``: scikit-learn conformance, formula fidelity, determinism, checkpoints."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from jacdistill import Distiller, JacdistillError, formula, teacher
 
 # Small and fast, yet good enough for check_regressors_train (R^2 > 0.5 on its dataset).
-FAST = dict(student="tree", regularizer="jacobian", lam=1e-3, widths=(16,), epochs=10, patience=5,
-            lr=3e-2)
+FAST = dict(student="tree", regularizer="jacobian", lam=1e-3, widths=(16,), epochs=10, patience=5, lr=3e-2)
 
 STUDENT_BUDGETS = {
     "tree": {},
@@ -28,13 +28,16 @@ def test_sklearn_estimator_checks(estimator, check):
 
 # --------------------------------------------------------------------------- formula in units
 
+
 def wide_scale_frame(n=160, seed=0):
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({
-        "pressure": rng.uniform(100.0, 1000.0, n),
-        "flow": rng.uniform(-0.01, 0.01, n),
-        "temp": rng.uniform(-1.0, 1.0, n),
-    })
+    frame = pd.DataFrame(
+        {
+            "pressure": rng.uniform(100.0, 1000.0, n),
+            "flow": rng.uniform(-0.01, 0.01, n),
+            "temp": rng.uniform(-1.0, 1.0, n),
+        }
+    )
     y = 2e-3 * frame["pressure"] + 150.0 * frame["flow"] * frame["temp"] + np.sin(2.0 * frame["temp"]) + 40.0
     return frame, y.to_numpy()
 
@@ -64,8 +67,12 @@ def test_formula_in_original_units_reproduces_predictions(student, rtol, wide_da
     np.testing.assert_allclose(got, pred, rtol=rtol, atol=rtol * np.std(y))
     # also on rows the estimator has not seen
     fresh, _ = wide_scale_frame(n=50, seed=1)
-    np.testing.assert_allclose(formula.evaluate(est.formula_, est.feature_names(), fresh.to_numpy()),
-                               est.predict(fresh), rtol=rtol, atol=rtol * np.std(y))
+    np.testing.assert_allclose(
+        formula.evaluate(est.formula_, est.feature_names(), fresh.to_numpy()),
+        est.predict(fresh),
+        rtol=rtol,
+        atol=rtol * np.std(y),
+    )
     # the text form names the columns too
     text = est.formula("power")
     assert text.startswith("power = ") and any(name in text for name in names)
@@ -77,11 +84,16 @@ def test_formula_uses_the_column_names_as_given(wide_data):
     odd = frame.rename(columns={"pressure": "p (kPa)", "flow": "lambda", "temp": "E"})
     est = Distiller(**FAST).fit(odd, y)
     assert {s.name for s in est.formula_.free_symbols} <= {"p (kPa)", "lambda", "E"}
-    np.testing.assert_allclose(formula.evaluate(est.formula_, est.feature_names(), odd.to_numpy()),
-                               est.predict(odd), rtol=1e-6, atol=1e-6 * np.std(y))
+    np.testing.assert_allclose(
+        formula.evaluate(est.formula_, est.feature_names(), odd.to_numpy()),
+        est.predict(odd),
+        rtol=1e-6,
+        atol=1e-6 * np.std(y),
+    )
 
 
 # ------------------------------------------------------------------------------- determinism
+
 
 def small_problem(n=120, seed=0):
     rng = np.random.default_rng(seed)
@@ -92,8 +104,9 @@ def small_problem(n=120, seed=0):
 @pytest.mark.parametrize("student", ["tree", "gplearn"])
 def test_same_seed_gives_identical_fits(student):
     X, y = small_problem()
-    make = lambda seed: Distiller(**{**FAST, "student": student,
-                                     "student_options": STUDENT_BUDGETS[student]}, seed=seed).fit(X, y)
+    make = lambda seed: Distiller(
+        **{**FAST, "student": student, "student_options": STUDENT_BUDGETS[student]}, seed=seed
+    ).fit(X, y)
     a, b, c = make(7), make(7), make(8)
     np.testing.assert_array_equal(a.predict_teacher(X), b.predict_teacher(X))
     np.testing.assert_array_equal(a.predict(X), b.predict(X))
@@ -117,11 +130,16 @@ def test_refit_does_not_depend_on_global_random_state():
 
 # -------------------------------------------------------------------------------- checkpoint
 
+
 def test_teacher_checkpoint_round_trip(tmp_path):
     X, y = small_problem()
     est = Distiller(**{**FAST, "widths": (8, 5), "activation": "tanh"}).fit(X, y)
-    meta = {"feature_names": est.feature_names(), "x_mean": est.x_scaler_.mean.tolist(),
-            "x_scale": est.x_scaler_.scale.tolist(), "regularizer": "jacobian"}
+    meta = {
+        "feature_names": est.feature_names(),
+        "x_mean": est.x_scaler_.mean.tolist(),
+        "x_scale": est.x_scaler_.scale.tolist(),
+        "regularizer": "jacobian",
+    }
     path = tmp_path / "teacher.pt"
     torch.save(teacher.checkpoint(est.teacher_, **meta), path)
     model, saved = teacher.load(path)
@@ -149,6 +167,7 @@ def test_checkpoint_of_vector_output_mlp_round_trips(tmp_path):
 
 # -------------------------------------------------------------------------------- divergence
 
+
 def test_diverging_training_is_a_jacdistill_error():
     X, y = small_problem()
     with pytest.raises(JacdistillError, match="diverged"):
@@ -167,8 +186,17 @@ def test_a_non_finite_penalty_is_reported_as_divergence():
     X, y = small_problem()
     config = teacher.TrainConfig(epochs=3, batch_size=16)
     with pytest.raises(JacdistillError, match="diverged at epoch 1"):
-        teacher.train(teacher.MLP(X.shape[1], (4,)), Exploding(), teacher.EarlyStopping(0.1, 3), X, y, X, y,
-                      config, seed=0)
+        teacher.train(
+            teacher.MLP(X.shape[1], (4,)),
+            Exploding(),
+            teacher.EarlyStopping(0.1, 3),
+            X,
+            y,
+            X,
+            y,
+            config,
+            seed=0,
+        )
 
 
 def test_bad_lambda_is_rejected_before_training():

@@ -15,6 +15,7 @@ tensor-core precisions (tf32, tf32x3) and the large shapes (many tiles per progr
 layers, 32 outputs) that would take the interpreter minutes. float16/bfloat16 are not kernel
 dtypes (``unsupported`` says so; tested on every device).
 """
+
 import os
 
 import torch
@@ -24,17 +25,19 @@ ON_GPU = torch.device(DEVICE).type == "cuda"
 if not ON_GPU:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import subprocess  # noqa: E402
-import sys  # noqa: E402
+import subprocess
+import sys
 
-import pytest  # noqa: E402
-from torch.func import functional_call, jacrev, vmap  # noqa: E402
+import pytest
+from torch.func import functional_call, jacrev, vmap
 
-from jacdistill import JacdistillError  # noqa: E402
-from jacdistill.kernels import analytic  # noqa: E402
-from jacdistill.kernels import jacnorm  # noqa: E402
-from jacdistill.plugins.regularizers import jacobian as jacobian_plugin  # noqa: E402
-from jacdistill.teacher import MLP  # noqa: E402
+from jacdistill import JacdistillError
+from jacdistill.kernels import (
+    analytic,
+    jacnorm,
+)
+from jacdistill.plugins.regularizers import jacobian as jacobian_plugin
+from jacdistill.teacher import MLP
 
 TOL = 1e-4  # max |error| / max |reference| per tensor, float32 kernels against float64
 BATCH, D_IN, LAM = 37, 5, 0.3
@@ -57,11 +60,17 @@ _CANNOT_RUN = jacnorm.available(DEVICE)
 def test_the_kernels_can_run_here(record_testsuite_property):
     """Fails visibly (the other tests then skip) where triton is missing, where a GPU was asked for
     and is absent or, on CPU, where triton was imported before the interpreter could be chosen."""
-    record_testsuite_property("device", torch.cuda.get_device_name(DEVICE) if ON_GPU and
-                              torch.cuda.is_available() else f"{DEVICE} (triton interpreter)")
-    assert _CANNOT_RUN is None, (f"the Triton kernels cannot run here (pip install triton; on CPU "
-                                 f"the interpreter must be chosen before anything imports triton): "
-                                 f"{_CANNOT_RUN}")
+    record_testsuite_property(
+        "device",
+        torch.cuda.get_device_name(DEVICE)
+        if ON_GPU and torch.cuda.is_available()
+        else f"{DEVICE} (triton interpreter)",
+    )
+    assert _CANNOT_RUN is None, (
+        f"the Triton kernels cannot run here (pip install triton; on CPU "
+        f"the interpreter must be chosen before anything imports triton): "
+        f"{_CANNOT_RUN}"
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -94,8 +103,12 @@ def rel(got, want):
 
 def reference_loss(model, x, y, lam, x_grad=False):
     """float64 loss and its gradients (params, then x) by autograd through the closed-form J."""
-    m64 = MLP(model.architecture["d_in"], tuple(model.architecture["widths"]),
-              model.architecture["d_out"], model.activation).to(DEVICE, torch.float64)
+    m64 = MLP(
+        model.architecture["d_in"],
+        tuple(model.architecture["widths"]),
+        model.architecture["d_out"],
+        model.activation,
+    ).to(DEVICE, torch.float64)
     m64.load_state_dict({k: v.double() for k, v in model.state_dict().items()})
     x64 = x.detach().double().requires_grad_(x_grad)
     out, jac = analytic.output_and_jacobian(m64, x64)
@@ -107,8 +120,12 @@ def reference_loss(model, x, y, lam, x_grad=False):
 def reference_sqnorms(model, x):
     """float64 f and per-row ‖J‖²_F from torch.func per-sample Jacobians."""
     named = {n: p.detach().double() for n, p in model.named_parameters()}
-    m64 = MLP(model.architecture["d_in"], tuple(model.architecture["widths"]),
-              model.architecture["d_out"], model.activation).to(DEVICE, torch.float64)
+    m64 = MLP(
+        model.architecture["d_in"],
+        tuple(model.architecture["widths"]),
+        model.architecture["d_out"],
+        model.activation,
+    ).to(DEVICE, torch.float64)
     single = lambda p, row: functional_call(m64, p, (row.unsqueeze(0),)).reshape(-1)
     x64 = x.detach().double()
     jac = vmap(jacrev(single, argnums=1), in_dims=(None, 0))(named, x64)  # B×k×d
@@ -190,8 +207,9 @@ def test_differentiable_sqnorms_take_any_cotangents(activation, widths, k):
     out64, jac = analytic.output_and_jacobian(m64, x64)
     sq64 = jac.pow(2).sum((0, 2)) if jac.ndim == 3 else jac.pow(2).sum(1)
     assert rel(out, out64) < TOL and rel(sq, sq64) < TOL
-    want = torch.autograd.grad((out64 * g_out).sum() + (sq64 * g_sq).sum(), params(m64) + [x64],
-                               retain_graph=True)
+    want = torch.autograd.grad(
+        (out64 * g_out).sum() + (sq64 * g_sq).sum(), params(m64) + [x64], retain_graph=True
+    )
     for a, b in zip(got, want):
         assert rel(a, b) < TOL
     # only one of the two outputs used: the other cotangent is None inside the backward
@@ -236,6 +254,7 @@ def test_available_and_unsupported():
 
 
 # ---- the jacobian regularizer's "triton" backend -------------------------------------------
+
 
 def test_explicit_triton_backend_matches_analytic_loss_and_penalty():
     model, x, y = make("silu", (20, 12), 2, seed=9)
@@ -299,11 +318,21 @@ def test_auto_falls_back_to_analytic_when_the_kernels_fail(monkeypatch):
 def test_benchmark_correctness_run():
     from jacdistill.benchmarks import kernel_jacnorm
 
-    rows = kernel_jacnorm.measure(device=DEVICE, interpret=not ON_GPU, batches=[40], nets=["6-16-12-1"],
-                                  rounds=1, repeats=1, warmup=1, compile=False)
+    rows = kernel_jacnorm.measure(
+        device=DEVICE,
+        interpret=not ON_GPU,
+        batches=[40],
+        nets=["6-16-12-1"],
+        rounds=1,
+        repeats=1,
+        warmup=1,
+        compile=False,
+    )
     assert {(r["pass"], r["method"]) for r in rows} >= {
-        (p, m) for p in kernel_jacnorm.PASSES
-        for m in ("triton", "eager_double_backward", "vmap_jacrev", "analytic_torch")}
+        (p, m)
+        for p in kernel_jacnorm.PASSES
+        for m in ("triton", "eager_double_backward", "vmap_jacrev", "analytic_torch")
+    }
     for row in rows:
         assert set(row) == {"net", "batch", "method", "pass", "ms", "speedup_vs_eager", "max_rel_err", "note"}
         tolerance = 1e-3 if row["method"].endswith("tf32x3") else TOL  # tensor cores (GPU only)
@@ -312,8 +341,11 @@ def test_benchmark_correctness_run():
 
 # ---- on a GPU only ---------------------------------------------------------------------------
 
-on_gpu_only = pytest.mark.skipif(not ON_GPU, reason="GPU only: tensor cores, and shapes the CPU interpreter "
-                                                    "would take minutes over (JACDISTILL_TEST_DEVICE=cuda)")
+on_gpu_only = pytest.mark.skipif(
+    not ON_GPU,
+    reason="GPU only: tensor cores, and shapes the CPU interpreter "
+    "would take minutes over (JACDISTILL_TEST_DEVICE=cuda)",
+)
 
 
 @on_gpu_only
@@ -339,13 +371,19 @@ def test_tensor_core_precisions(activation, widths, k, precision, tolerance):
 # register spills), the widest input with 3 layers and the most outputs; B = 65 536 on 16-64-64-1
 # is issue 15's size. No relu here: over ~10⁶ units a pre-activation within fp32 round-off of 0
 # flips σ' between fp32 and the float64 reference, a real but uninteresting difference.
-GPU_CASES = [("silu", 16, (64, 64), 1, 65536), ("tanh", 16, (256, 256), 1, 20000),
-             ("silu", 256, (256, 128, 64), 32, 3000)]
+GPU_CASES = [
+    ("silu", 16, (64, 64), 1, 65536),
+    ("tanh", 16, (256, 256), 1, 20000),
+    ("silu", 256, (256, 128, 64), 32, 3000),
+]
 
 
 @on_gpu_only
-@pytest.mark.parametrize("activation,d,widths,k,batch", GPU_CASES,
-                         ids=[f"{a}-{d}-{'x'.join(map(str, w))}-k{k}-B{b}" for a, d, w, k, b in GPU_CASES])
+@pytest.mark.parametrize(
+    "activation,d,widths,k,batch",
+    GPU_CASES,
+    ids=[f"{a}-{d}-{'x'.join(map(str, w))}-k{k}-B{b}" for a, d, w, k, b in GPU_CASES],
+)
 def test_large_batches_and_the_widest_nets(activation, d, widths, k, batch):
     model, x, y = make(activation, widths, k, seed=11, batch=batch, d=d)
     out, sq = jacnorm.output_and_sqnorms(model, x)
@@ -416,8 +454,9 @@ print("ok", len(launches))
 
 def test_kernels_compile_for_an_h100_without_a_gpu():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run([sys.executable, "-c", AOT_SCRIPT], env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", AOT_SCRIPT], env=env, capture_output=True, text=True, timeout=600
+    )
     if proc.returncode == 3:
         pytest.skip(proc.stdout.strip())
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,4 +1,5 @@
 """Hessian and Hutchinson penalties against torch.func in float64; estimator bias; lazy penalty."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,6 +52,7 @@ def assert_grads_close(a, b):
 
 # ---------------------------------------------------------------------------------- hessian
 
+
 @pytest.mark.parametrize("activation", ["tanh", "silu", "relu"])
 @pytest.mark.parametrize("widths", [(5,), (5, 4), (3, 4, 2)])
 @pytest.mark.parametrize("d_out", [1, 2])
@@ -70,8 +72,9 @@ def test_hessian_relu_is_zero_and_generic_module_works():
     assert HessianPenalty().penalty(mlp("relu"), x).item() == 0.0
     torch.manual_seed(1)
     generic = nn.Sequential(nn.Linear(3, 6), nn.Softplus(), nn.Linear(6, 1)).double()
-    torch.testing.assert_close(HessianPenalty().penalty(generic, x), reference_hessian_norm(generic, x),
-                               rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(
+        HessianPenalty().penalty(generic, x), reference_hessian_norm(generic, x), rtol=1e-10, atol=1e-14
+    )
 
 
 def draws(regularizer, model, x, n, seed=0):
@@ -102,6 +105,7 @@ def test_hessian_switches_to_estimate_above_threshold():
 
 
 # ------------------------------------------------------------------------------- hutchinson
+
 
 @pytest.mark.parametrize("mode", ["jvp", "vjp", "fd"])
 @pytest.mark.parametrize("dist", ["rademacher", "gaussian"])
@@ -134,7 +138,9 @@ def test_hutchinson_fd_bias_vanishes_linearly_with_step():
     errors = []
     for eps in (1e-2, 1e-3, 1e-4):
         torch.manual_seed(3)
-        errors.append((HutchinsonPenalty(mode="fd", eps=eps).penalty(model, x) - exact_direction).abs().item())
+        errors.append(
+            (HutchinsonPenalty(mode="fd", eps=eps).penalty(model, x) - exact_direction).abs().item()
+        )
     assert errors[0] > 1e-6
     for coarse, fine in zip(errors, errors[1:]):
         assert 5 < coarse / fine < 20  # first order: ten times smaller step, ten times less bias
@@ -154,8 +160,20 @@ def test_hutchinson_closed_form_equals_generic_path_for_the_same_probes(mode, ac
     assert_grads_close(fast_grads, grads(generic, model))
 
 
-@pytest.mark.parametrize("options", [{"mode": "nope"}, {"dist": "uniform"}, {"probes": 0},
-                                     {"probes": 1.5}, {"eps": 0}, {"eps": "x"}, {"rows": 0}, {"rows": 1.5}, {"nosuch": 1}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"mode": "nope"},
+        {"dist": "uniform"},
+        {"probes": 0},
+        {"probes": 1.5},
+        {"eps": 0},
+        {"eps": "x"},
+        {"rows": 0},
+        {"rows": 1.5},
+        {"nosuch": 1},
+    ],
+)
 def test_hutchinson_bad_options_are_user_errors(options):
     with pytest.raises(JacdistillError):
         HutchinsonPenalty(**options)
@@ -168,6 +186,7 @@ def test_hessian_bad_options_are_user_errors(options):
 
 
 # ------------------------------------------------------------------------------ lazy penalty
+
 
 def test_lazy_weight_keeps_the_average_weight():
     weights = [lazy_weight(0.5, step, 4) for step in range(1, 13)]
@@ -200,13 +219,23 @@ def test_training_applies_the_penalty_every_k_steps_with_weight_k_lambda():
     assert recorder.seen == pytest.approx([0, 0, 0.3] * 5)
 
 
-@pytest.mark.parametrize("regularizer,options", [("hutchinson", {"mode": "fd"}), ("hessian", {}),
-                                                 ("jacobian", {"backend": "analytic"})])
+@pytest.mark.parametrize(
+    "regularizer,options",
+    [("hutchinson", {"mode": "fd"}), ("hessian", {}), ("jacobian", {"backend": "analytic"})],
+)
 def test_new_penalties_train_deterministically_through_the_estimator(regularizer, options):
     rng = np.random.default_rng(0)
     X = rng.uniform(-1, 1, size=(80, 3))
     y = np.sin(X[:, 0]) + X[:, 1] * X[:, 2]
-    fit = lambda: Distiller(regularizer=regularizer, regularizer_options=options, lam=1e-2, reg_every=2,
-                            student="tree", widths=(8,), epochs=5, seed=3).fit(X, y)
+    fit = lambda: Distiller(
+        regularizer=regularizer,
+        regularizer_options=options,
+        lam=1e-2,
+        reg_every=2,
+        student="tree",
+        widths=(8,),
+        epochs=5,
+        seed=3,
+    ).fit(X, y)
     first, second = fit(), fit()
     np.testing.assert_array_equal(first.predict_teacher(X), second.predict_teacher(X))

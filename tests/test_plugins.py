@@ -4,6 +4,7 @@ Each test builds a tiny "installed" distribution in tmp_path — a module file p
 ``*.dist-info`` folder with METADATA and entry_points.txt — and puts tmp_path on PYTHONPATH of a
 real ``jacdistill`` process (or on sys.path, for the in-process Registry tests).
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,14 @@ from jacdistill.options import JacdistillError
 from jacdistill.registry import PluginWarning, Registry
 
 JACDISTILL = Path(sys.executable).with_name("jacdistill")
-BUILTINS = {("regularizer", "jacobian"), ("regularizer", "none"), ("student", "tree"),
-            ("student", "gplearn"), ("student", "operon"), ("student", "pysr")}
+BUILTINS = {
+    ("regularizer", "jacobian"),
+    ("regularizer", "none"),
+    ("student", "tree"),
+    ("student", "gplearn"),
+    ("student", "operon"),
+    ("student", "pysr"),
+}
 
 SMOOTHL1 = '''
 import json
@@ -66,8 +73,9 @@ def jd(*args: str, cwd: Path, pythonpath: Path, extra_env: dict | None = None) -
     assert JACDISTILL.exists(), f"console script missing: {JACDISTILL} (pip install -e .)"
     env = {**os.environ, **(extra_env or {})}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), os.environ.get("PYTHONPATH")]))
-    return subprocess.run([str(JACDISTILL), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                           timeout=120)
+    return subprocess.run(
+        [str(JACDISTILL), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def shown(proc: subprocess.CompletedProcess) -> str:
@@ -90,14 +98,19 @@ def site(tmp_path) -> Path:
 
 # --------------------------------------------------------------------------- a working plugin
 
+
 def test_outside_regularizer_is_listed_with_its_distribution(site):
     make_dist(site, "jacdistill-smoothl1", "jd_smoothl1", SMOOTHL1, {"l2weights": "jd_smoothl1"})
     proc = jd("plugins", "--json", cwd=site.parent / "work", pythonpath=site)
     rows = listing(proc)
     assert "warning" not in proc.stderr, shown(proc)
-    assert rows[("regularizer", "l2weights")] == {"kind": "regularizer", "name": "l2weights",
-                                                  "source": "jacdistill-smoothl1", "available": True,
-                                                  "reason": None}
+    assert rows[("regularizer", "l2weights")] == {
+        "kind": "regularizer",
+        "name": "l2weights",
+        "source": "jacdistill-smoothl1",
+        "available": True,
+        "reason": None,
+    }
     for key in BUILTINS:
         assert rows[key]["source"] == "jacdistill", key
 
@@ -105,9 +118,28 @@ def test_outside_regularizer_is_listed_with_its_distribution(site):
 def test_outside_regularizer_trains_the_teacher(site):
     make_dist(site, "jacdistill-smoothl1", "jd_smoothl1", SMOOTHL1, {"l2weights": "jd_smoothl1"})
     work, mark = site.parent / "work", site.parent / "penalty-called.json"
-    proc = jd("run", "--dataset", "yacht", "--regularizer", "l2weights", "--lam", "0.01",
-              "--reg-opt", "scale=2.5", "--student", "tree", "--epochs", "5", "--no-baseline", "--json",
-              "--out", "r", cwd=work, pythonpath=site, extra_env={"JD_SMOOTHL1_MARK": str(mark)})
+    proc = jd(
+        "run",
+        "--dataset",
+        "yacht",
+        "--regularizer",
+        "l2weights",
+        "--lam",
+        "0.01",
+        "--reg-opt",
+        "scale=2.5",
+        "--student",
+        "tree",
+        "--epochs",
+        "5",
+        "--no-baseline",
+        "--json",
+        "--out",
+        "r",
+        cwd=work,
+        pythonpath=site,
+        extra_env={"JD_SMOOTHL1_MARK": str(mark)},
+    )
     assert proc.returncode == 0, shown(proc)
     metrics = json.loads(proc.stdout)
     assert metrics["regularizer"] == "l2weights"
@@ -122,17 +154,29 @@ def test_outside_regularizer_trains_the_teacher(site):
 
 # --------------------------------------------------------------------------- broken plugins
 
+
 def test_broken_plugins_warn_and_the_rest_load(site):
     make_dist(site, "jacdistill-smoothl1", "jd_smoothl1", SMOOTHL1, {"l2weights": "jd_smoothl1"})
-    make_dist(site, "jacdistill-broken", "jd_broken",
-              'raise ImportError("No module named \'totally_missing_dependency\'")\n', {"broken": "jd_broken"})
-    make_dist(site, "jacdistill-notaclass", "jd_notaclass", '''
+    make_dist(
+        site,
+        "jacdistill-broken",
+        "jd_broken",
+        'raise ImportError("No module named \'totally_missing_dependency\'")\n',
+        {"broken": "jd_broken"},
+    )
+    make_dist(
+        site,
+        "jacdistill-notaclass",
+        "jd_notaclass",
+        '''
         from jacdistill import hookimpl
 
         @hookimpl
         def register_regularizers(register):
             register(object)
-        ''', {"notaclass": "jd_notaclass"})
+        ''',
+        {"notaclass": "jd_notaclass"},
+    )
     work = site.parent / "work"
 
     proc = jd("plugins", cwd=work, pythonpath=site)
@@ -155,8 +199,9 @@ def test_broken_plugins_warn_and_the_rest_load(site):
 
 def test_entry_point_named_like_a_builtin_does_not_crash(site):
     """A third-party entry point that happens to be called ``none`` (as a built-in's is)."""
-    make_dist(site, "jacdistill-clash", "jd_clash", SMOOTHL1.replace("l2weights", "l2clash"),
-              {"none": "jd_clash"})
+    make_dist(
+        site, "jacdistill-clash", "jd_clash", SMOOTHL1.replace("l2weights", "l2clash"), {"none": "jd_clash"}
+    )
     proc = jd("plugins", "--json", cwd=site.parent / "work", pythonpath=site)
     rows = listing(proc)
     assert BUILTINS <= set(rows)
@@ -166,7 +211,11 @@ def test_entry_point_named_like_a_builtin_does_not_crash(site):
 
 def test_outside_plugin_cannot_replace_a_builtin(site):
     """``none`` is what the λ = 0 baseline uses; a third-party class of that name must not take over."""
-    make_dist(site, "jacdistill-shadow", "jd_shadow", '''
+    make_dist(
+        site,
+        "jacdistill-shadow",
+        "jd_shadow",
+        '''
         from jacdistill import Regularizer, hookimpl
 
         class Shadow(Regularizer):
@@ -178,7 +227,9 @@ def test_outside_plugin_cannot_replace_a_builtin(site):
         @hookimpl
         def register_regularizers(register):
             register(Shadow)
-        ''', {"shadow": "jd_shadow"})
+        ''',
+        {"shadow": "jd_shadow"},
+    )
     proc = jd("plugins", "--json", cwd=site.parent / "work", pythonpath=site)
     rows = listing(proc)
     assert rows[("regularizer", "none")]["source"] == "jacdistill", shown(proc)
@@ -236,13 +287,18 @@ def test_outside_plugin_adds_a_command(site):
         assert proc.returncode == 0, shown(proc)
         assert not mark.exists(), args
     unknown = jd("nosuch", cwd=work, pythonpath=site)
-    assert unknown.returncode == 2 and unknown.stderr.startswith("error: No such command 'nosuch'"), \
-        shown(unknown)
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: No such command 'nosuch'"), shown(
+        unknown
+    )
 
 
 def test_broken_register_commands_warns_and_the_cli_works(site):
     make_dist(site, "jacdistill-hello", "jd_hello", HELLO, {"hello": "jd_hello"})
-    make_dist(site, "jacdistill-badcmd", "jd_badcmd", '''
+    make_dist(
+        site,
+        "jacdistill-badcmd",
+        "jd_badcmd",
+        '''
         import click
 
         from jacdistill import hookimpl
@@ -255,8 +311,14 @@ def test_broken_register_commands_warns_and_the_cli_works(site):
         def register_commands(cli):
             cli.add_command(half)
             raise RuntimeError("no commands today")
-        ''', {"badcmd": "jd_badcmd"})
-    make_dist(site, "jacdistill-takeover", "jd_takeover", '''
+        ''',
+        {"badcmd": "jd_badcmd"},
+    )
+    make_dist(
+        site,
+        "jacdistill-takeover",
+        "jd_takeover",
+        '''
         import click
 
         from jacdistill import hookimpl
@@ -268,14 +330,22 @@ def test_broken_register_commands_warns_and_the_cli_works(site):
         @hookimpl
         def register_commands(cli):
             cli.add_command(fake_bench)
-        ''', {"takeover": "jd_takeover"})
-    make_dist(site, "jacdistill-badsig", "jd_badsig", '''
+        ''',
+        {"takeover": "jd_takeover"},
+    )
+    make_dist(
+        site,
+        "jacdistill-badsig",
+        "jd_badsig",
+        '''
         from jacdistill import hookimpl
 
         @hookimpl
         def register_commands(group):
             raise AssertionError("never called")
-        ''', {"badsig": "jd_badsig"})
+        ''',
+        {"badsig": "jd_badsig"},
+    )
     work = site.parent / "work"
 
     proc = jd("hello", "you", cwd=work, pythonpath=site)
@@ -283,9 +353,9 @@ def test_broken_register_commands_warns_and_the_cli_works(site):
     assert "Traceback" not in proc.stderr, shown(proc)
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 3, shown(proc)  # (pluggy's reason for 'invalid' spans more lines)
-    failed, = (line for line in warnings if "jacdistill-badcmd" in line)
+    (failed,) = (line for line in warnings if "jacdistill-badcmd" in line)
     assert "'badcmd'" in failed and "RuntimeError: no commands today" in failed, shown(proc)
-    taken, = (line for line in warnings if "jacdistill-takeover" in line)
+    (taken,) = (line for line in warnings if "jacdistill-takeover" in line)
     assert "command 'bench', already provided by jacdistill" in taken, shown(proc)
     assert any("jacdistill-badsig" in line and "invalid" in line for line in warnings), shown(proc)
 
@@ -301,20 +371,34 @@ def test_registry_add_commands_in_process(site, monkeypatch):
     import click
     from click.testing import CliRunner
 
-    make_dist(site, "jacdistill-inproc-cmd", "jd_inproc_cmd", HELLO.replace("hello", "hi"),
-              {"inproc_cmd": "jd_inproc_cmd"})
-    make_dist(site, "jacdistill-inproc-badcmd", "jd_inproc_badcmd", '''
+    make_dist(
+        site,
+        "jacdistill-inproc-cmd",
+        "jd_inproc_cmd",
+        HELLO.replace("hello", "hi"),
+        {"inproc_cmd": "jd_inproc_cmd"},
+    )
+    make_dist(
+        site,
+        "jacdistill-inproc-badcmd",
+        "jd_inproc_badcmd",
+        '''
         from jacdistill import hookimpl
 
         @hookimpl
         def register_commands(cli):
             raise ValueError("broken on purpose")
-        ''', {"inproc_badcmd": "jd_inproc_badcmd"})
+        ''',
+        {"inproc_badcmd": "jd_inproc_badcmd"},
+    )
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.delenv("JD_HELLO_MARK", raising=False)
     group = click.Group("g")
-    with pytest.warns(PluginWarning, match="'inproc_badcmd' from jacdistill-inproc-badcmd failed to add "
-                                           "its commands: ValueError: broken on purpose"):
+    with pytest.warns(
+        PluginWarning,
+        match="'inproc_badcmd' from jacdistill-inproc-badcmd failed to add "
+        "its commands: ValueError: broken on purpose",
+    ):
         Registry().add_commands(group)
     assert {"hi", "bench"} <= set(group.commands)
     result = CliRunner().invoke(group, ["hi", "there"])
@@ -324,6 +408,7 @@ def test_registry_add_commands_in_process(site, monkeypatch):
 
 
 # --------------------------------------------------------------------------- in-process Registry
+
 
 def test_registry_unknown_names():
     registry = Registry()
@@ -335,17 +420,29 @@ def test_registry_unknown_names():
     with pytest.raises(JacdistillError) as exc:
         registry.available("student", "foo")
     assert str(exc.value).startswith("unknown student 'foo'; known: ")
-    with pytest.raises(JacdistillError, match="unknown tuner 'nosuch'; known: adaptive, constrained, grid, optuna"):
+    with pytest.raises(
+        JacdistillError, match="unknown tuner 'nosuch'; known: adaptive, constrained, grid, optuna"
+    ):
         registry.get("tuner", "nosuch")
     kinds = [info.kind for info in registry.all()]
     assert kinds == sorted(kinds, key=["regularizer", "student", "tuner"].index)
 
 
 def test_registry_in_process_discovery(site, monkeypatch):
-    make_dist(site, "jacdistill-inproc", "jd_inproc", SMOOTHL1.replace("l2weights", "l2inproc"),
-              {"l2inproc": "jd_inproc"})
-    make_dist(site, "jacdistill-inproc-broken", "jd_inproc_broken", "raise ImportError('nope')\n",
-              {"inproc_broken": "jd_inproc_broken"})
+    make_dist(
+        site,
+        "jacdistill-inproc",
+        "jd_inproc",
+        SMOOTHL1.replace("l2weights", "l2inproc"),
+        {"l2inproc": "jd_inproc"},
+    )
+    make_dist(
+        site,
+        "jacdistill-inproc-broken",
+        "jd_inproc_broken",
+        "raise ImportError('nope')\n",
+        {"inproc_broken": "jd_inproc_broken"},
+    )
     monkeypatch.syspath_prepend(str(site))
     with pytest.warns(PluginWarning, match="'inproc_broken' from jacdistill-inproc-broken failed to load"):
         registry = Registry()
@@ -354,6 +451,7 @@ def test_registry_in_process_discovery(site, monkeypatch):
     reg = registry.available("regularizer", "l2inproc")(scale=3)
     assert reg.options == {"scale": 3}
     import torch
+
     model = torch.nn.Linear(2, 1)
     penalty = reg.penalty(model, torch.zeros(4, 2))
     penalty.backward()

@@ -5,6 +5,7 @@ of the module, so it shares no code with ``output_and_jacobian_norm`` (one backw
 column). Values and every parameter gradient of the penalty (double backward) must agree to
 float64 round-off.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -12,8 +13,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
-from jacdistill.contracts import Regularizer
 from jacdistill import JacdistillError
+from jacdistill.contracts import Regularizer
 from jacdistill.plugins.regularizers import jacobian as jacobian_module
 from jacdistill.plugins.regularizers.jacobian import JacobianPenalty, output_and_jacobian_norm
 from jacdistill.plugins.regularizers.none import NoPenalty
@@ -124,8 +125,15 @@ class Pairwise(nn.Module):
 
 def generic_module(d_in, d_out):
     torch.manual_seed(5)
-    return nn.Sequential(Pairwise(), nn.Linear(2 * d_in - 1, 6), Wiggle(6), nn.LayerNorm(6),
-                         nn.Linear(6, 5), nn.Softplus(), nn.Linear(5, d_out)).double()
+    return nn.Sequential(
+        Pairwise(),
+        nn.Linear(2 * d_in - 1, 6),
+        Wiggle(6),
+        nn.LayerNorm(6),
+        nn.Linear(6, 5),
+        nn.Softplus(),
+        nn.Linear(5, d_out),
+    ).double()
 
 
 class SkipMLP(MLP):
@@ -193,7 +201,7 @@ def test_penalty_is_a_mean_over_rows_not_a_sum(backend):
     model = make_mlp(3, (5,), 1, "tanh", 1)
     x = inputs(3, 1)
     reg = jacobian_penalty(backend)
-    per_row = torch.stack([reg.penalty(model, x[i:i + 1]) for i in range(len(x))])
+    per_row = torch.stack([reg.penalty(model, x[i : i + 1]) for i in range(len(x))])
     assert_close(reg.penalty(model, x), per_row.mean())
     # doubling the batch with the same rows leaves the mean unchanged
     assert_close(reg.penalty(model, torch.cat([x, x])), per_row.mean())
@@ -210,8 +218,12 @@ def test_penalty_does_not_touch_the_callers_input(backend):
 
 
 LOSS_CASES = [  # (activation, widths, d_out)
-    ("silu", (6, 5), 1), ("silu", (6, 5), 2), ("tanh", (3,), 1), ("tanh", (5, 7, 4), 3),
-    ("relu", (8, 8), 1), ("relu", (5, 7, 4), 2),
+    ("silu", (6, 5), 1),
+    ("silu", (6, 5), 2),
+    ("tanh", (3,), 1),
+    ("tanh", (5, 7, 4), 3),
+    ("relu", (8, 8), 1),
+    ("relu", (5, 7, 4), 2),
 ]
 
 
@@ -245,10 +257,15 @@ def test_jacobian_loss_for_generic_module(backend):
     params = named_params(model)
     names = list(params)
     got = jacobian_penalty(backend).loss(model, x, y, 0.3)
-    want = torch.mean((reference_output(model, x, params) - y) ** 2) + 0.3 * reference_penalty(model, x, params)
+    want = torch.mean((reference_output(model, x, params) - y) ** 2) + 0.3 * reference_penalty(
+        model, x, params
+    )
     assert_close(got, want)
-    for name, g, w in zip(names, torch.autograd.grad(got, [params[n] for n in names]),
-                          torch.autograd.grad(want, [params[n] for n in names])):
+    for name, g, w in zip(
+        names,
+        torch.autograd.grad(got, [params[n] for n in names]),
+        torch.autograd.grad(want, [params[n] for n in names]),
+    ):
         torch.testing.assert_close(g, w, rtol=RTOL, atol=ATOL, msg=lambda m, n=name: f"{n}: {m}")
 
 

@@ -1,4 +1,5 @@
 """Students: recovery of a known formula, expression == predict, complexity, determinism, options."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -69,6 +70,7 @@ def test_symbolic_students_recover_known_formula(name, data):
 def test_tree_student_is_the_configured_decision_tree(data):
     """Options and seed reach sklearn's DecisionTreeRegressor unchanged."""
     from sklearn.tree import DecisionTreeRegressor
+
     X_train, y_train, X_test, _ = data
     student = fitted("tree", data)
     reference = DecisionTreeRegressor(random_state=0, **BUDGETS["tree"]).fit(X_train, y_train)
@@ -138,8 +140,10 @@ def test_seed_reaches_the_estimator(data):
     """The seed is passed as the estimator's random_state (a tree with random feature subsets)."""
     X_train, y_train, X_test, _ = data
     cls = student_class("tree")
-    preds = {seed: cls(seed=seed, max_depth=3, max_features=1).fit(X_train, y_train).predict(X_test)
-             for seed in range(4)}
+    preds = {
+        seed: cls(seed=seed, max_depth=3, max_features=1).fit(X_train, y_train).predict(X_test)
+        for seed in range(4)
+    }
     assert cls(seed=2, max_depth=3, max_features=1).fit(X_train, y_train).estimator_.random_state == 2
     assert any(not np.array_equal(preds[0], preds[s]) for s in (1, 2, 3))
 
@@ -160,8 +164,13 @@ def test_seed_is_not_an_option(name):
 
 
 def test_string_options_are_parsed_as_literals():
-    gp = student_class("gplearn")(seed=0, generations="5", function_set="('add', 'mul')",
-                                  parsimony_coefficient="0.01", warm_start="False")
+    gp = student_class("gplearn")(
+        seed=0,
+        generations="5",
+        function_set="('add', 'mul')",
+        parsimony_coefficient="0.01",
+        warm_start="False",
+    )
     assert gp.options["generations"] == 5 and isinstance(gp.options["generations"], int)
     assert gp.options["function_set"] == ("add", "mul")
     assert gp.options["parsimony_coefficient"] == 0.01
@@ -177,14 +186,16 @@ def test_string_options_take_effect_when_fitting(data):
     X_train, y_train, _, _ = data
     tree = student_class("tree")(seed=0, max_depth="2", min_samples_leaf="1").fit(X_train, y_train)
     assert tree.estimator_.get_depth() == 2 and tree.complexity() <= 4
-    gp = student_class("gplearn")(seed=0, population_size="50", generations="2",
-                                  function_set="('add', 'mul')").fit(X_train, y_train)
+    gp = student_class("gplearn")(
+        seed=0, population_size="50", generations="2", function_set="('add', 'mul')"
+    ).fit(X_train, y_train)
     assert gp.estimator_.generations == 2
     assert {f.name for f in gp.estimator_._program.program if hasattr(f, "name")} <= {"add", "mul"}
     assert not gp.expression().atoms(sympy.sin, sympy.cos)
 
 
 # ------------------------------------------------------------------------------------------ pysr
+
 
 def pysr_class():
     return registry().get("student", "pysr")
@@ -200,8 +211,9 @@ def test_pysr_student_fits_known_formula(data):
     X_train, y_train, X_test, y_test = data
     student = cls(seed=0, niterations=15, populations=8, maxsize=15).fit(X_train, y_train)
     assert r2(y_test, student.predict(X_test)) > 0.99
-    np.testing.assert_allclose(evaluate_expression(student.expression(), X_test),
-                               student.predict(X_test), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        evaluate_expression(student.expression(), X_test), student.predict(X_test), rtol=1e-6, atol=1e-6
+    )
     assert student.expression().free_symbols <= set(variables(D))
     assert isinstance(student.complexity(), int) and student.complexity() > 0
 
@@ -224,12 +236,15 @@ def test_unavailable_pysr_is_reported_as_jacdistill_error():
     assert registry().available("student", "tree") is student_class("tree")
 
 
-@pytest.mark.parametrize("name", ["add", "sub", "mul", "div", "sqrt", "log", "abs", "neg", "inv",
-                                  "max", "min", "sin", "cos", "tan"])
+@pytest.mark.parametrize(
+    "name",
+    ["add", "sub", "mul", "div", "sqrt", "log", "abs", "neg", "inv", "max", "min", "sin", "cos", "tan"],
+)
 def test_gplearn_functions_translate_exactly_including_protection(name):
     """Each sympy translation equals gplearn's own function, also where gplearn's protection acts
     (|argument| <= 0.001), so exported formulas match predict everywhere."""
     from gplearn.functions import _function_map
+
     from jacdistill.plugins.students.gplearn import FUNCTIONS
 
     gp = _function_map[name]

@@ -1,4 +1,5 @@
 """`jacdistill sweep`: trial files, arms, resume after kill -9, local and Dask executors agree."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,19 @@ import pytest
 
 JACDISTILL = str(Path(sys.executable).with_name("jacdistill"))
 SMALL = ("--datasets", "yacht", "--students", "tree", "--seeds", "0", "--epochs", "20")
-KEYS = {"dataset", "student", "arm", "seed", "lam", "teacher_r2_test", "student_r2_test",
-        "fidelity_r2_test", "complexity", "seconds", "formula"}
+KEYS = {
+    "dataset",
+    "student",
+    "arm",
+    "seed",
+    "lam",
+    "teacher_r2_test",
+    "student_r2_test",
+    "fidelity_r2_test",
+    "complexity",
+    "seconds",
+    "formula",
+}
 
 
 def jd(*args, cwd, timeout=600):
@@ -46,7 +58,8 @@ def test_every_arm_writes_a_trial_file_with_the_required_keys(local_sweep):
     proc, sweep_dir = local_sweep
     found = trials(sweep_dir)
     assert sorted(r["arm"] for r in found.values()) == sorted(
-        ["direct", "baseline", "regularized", "augmented", "control"])
+        ["direct", "baseline", "regularized", "augmented", "control"]
+    )
     for record in found.values():
         assert KEYS <= set(record)
         assert record["dataset"] == "yacht" and record["student"] == "tree" and record["seed"] == 0
@@ -79,10 +92,30 @@ def test_dask_local_cluster_gives_the_same_results(local_sweep, tmp_path):
 
 
 def test_kill_9_loses_only_trials_in_flight_and_the_rerun_completes(tmp_path):
-    args = ("sweep", "--datasets", "yacht", "--students", "tree", "--seeds", "0,1,2", "--epochs", "300",
-            "--arms", "baseline,regularized,control", "--workers", "1", "--out", str(tmp_path / "k"))
-    process = subprocess.Popen([JACDISTILL, *args], cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, start_new_session=True)
+    args = (
+        "sweep",
+        "--datasets",
+        "yacht",
+        "--students",
+        "tree",
+        "--seeds",
+        "0,1,2",
+        "--epochs",
+        "300",
+        "--arms",
+        "baseline,regularized,control",
+        "--workers",
+        "1",
+        "--out",
+        str(tmp_path / "k"),
+    )
+    process = subprocess.Popen(
+        [JACDISTILL, *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     trial_dir = tmp_path / "k" / "trials"
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None and len(list(trial_dir.glob("*.json"))) < 2:
@@ -104,7 +137,8 @@ def test_kill_9_loses_only_trials_in_flight_and_the_rerun_completes(tmp_path):
 def test_toml_config_describes_the_grid(tmp_path):
     (tmp_path / "grid.toml").write_text(
         'datasets = ["yacht"]\nstudents = ["tree"]\nseeds = [3]\narms = ["direct", "baseline"]\n'
-        '[teacher]\nepochs = 10\n[student_options.tree]\nmax_depth = 3\n')
+        '[teacher]\nepochs = 10\n[student_options.tree]\nmax_depth = 3\n'
+    )
     proc = jd("sweep", "--config", "grid.toml", "--out", "c", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     found = trials(tmp_path / "c")
@@ -113,8 +147,9 @@ def test_toml_config_describes_the_grid(tmp_path):
 
 
 def test_fixed_lam_skips_tuning_and_the_control_matches_one_teacher(tmp_path):
-    proc = jd("sweep", *SMALL, "--arms", "baseline,regularized,control", "--lam", "0.3", "--out", "f",
-              cwd=tmp_path)
+    proc = jd(
+        "sweep", *SMALL, "--arms", "baseline,regularized,control", "--lam", "0.3", "--out", "f", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     by_arm = {r["arm"]: r for r in trials(tmp_path / "f").values()}
     assert by_arm["regularized"]["lam"] == 0.3 and "tuning" not in by_arm["regularized"]
@@ -131,8 +166,9 @@ def test_sweep_json_from_before_a_new_setting_still_resumes(local_sweep, tmp_pat
     (older / "sweep.json").write_text(json.dumps({k: v for k, v in saved.items() if k != "lam"}))
     proc = jd("sweep", *SMALL, "--arms", "direct", "--out", str(older), cwd=tmp_path)
     assert proc.returncode == 2 and "other settings" in proc.stderr  # arms differ: refused
-    (older / "sweep.json").write_text(json.dumps({**{k: v for k, v in saved.items() if k != "lam"},
-                                                  "arms": ["direct"]}))
+    (older / "sweep.json").write_text(
+        json.dumps({**{k: v for k, v in saved.items() if k != "lam"}, "arms": ["direct"]})
+    )
     proc = jd("sweep", *SMALL, "--arms", "direct", "--out", str(older), cwd=tmp_path)
     assert proc.returncode == 0 and "1 trials run" in proc.stdout, proc.stderr
     (older / "sweep.json").write_text('{"datasets": ')  # cut short
@@ -141,17 +177,20 @@ def test_sweep_json_from_before_a_new_setting_still_resumes(local_sweep, tmp_pat
     assert proc.returncode == 2 and len(lines) == 1 and "cannot read" in lines[0], proc.stderr
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["--datasets", "nosuch"], "unknown dataset 'nosuch'"),
-    (["--lam", "-1"], "finite number >= 0"),
-    (["--arms", "baseline,nosuch"], "unknown arm 'nosuch'"),
-    (["--arms", "baseline,control"], "control arm needs the regularized arm"),
-    (["--students", "nosuch"], "unknown student 'nosuch'"),
-    (["--student-opt", "generations=3"], "STUDENT.KEY=VALUE"),
-    (["--student-opt", "tree.nosuch=3"], "has no option 'nosuch'"),
-    (["--seeds", "a,b"], "comma-separated"),
-    (["--config", "missing.toml"], "cannot read config"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["--datasets", "nosuch"], "unknown dataset 'nosuch'"),
+        (["--lam", "-1"], "finite number >= 0"),
+        (["--arms", "baseline,nosuch"], "unknown arm 'nosuch'"),
+        (["--arms", "baseline,control"], "control arm needs the regularized arm"),
+        (["--students", "nosuch"], "unknown student 'nosuch'"),
+        (["--student-opt", "generations=3"], "STUDENT.KEY=VALUE"),
+        (["--student-opt", "tree.nosuch=3"], "has no option 'nosuch'"),
+        (["--seeds", "a,b"], "comma-separated"),
+        (["--config", "missing.toml"], "cannot read config"),
+    ],
+)
 def test_bad_sweep_input_is_one_line_exit_2(tmp_path, args, expected):
     proc = jd("sweep", "--datasets", "yacht", "--students", "tree", *args, "--out", "x", cwd=tmp_path)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -166,8 +205,15 @@ def test_report_command_writes_markdown_plots_and_json(local_sweep, tmp_path):
     for name in ("report.md", "student_r2_vs_lambda.png", "fidelity_vs_accuracy.png", "per_dataset.png"):
         assert (sweep_dir / name).stat().st_size > 0
     numbers = json.loads(jd("report", str(sweep_dir), "--json", cwd=tmp_path).stdout)["students"]["tree"]
-    for key in ("mean_relative_gain", "median_delta_r2", "wins", "ties", "losses",
-                "median_delta_r2_vs_direct", "median_delta_r2_vs_control"):
+    for key in (
+        "mean_relative_gain",
+        "median_delta_r2",
+        "wins",
+        "ties",
+        "losses",
+        "median_delta_r2_vs_direct",
+        "median_delta_r2_vs_control",
+    ):
         assert key in numbers
     assert numbers["wins"] + numbers["ties"] + numbers["losses"] == 1  # one dataset
     missing = jd("report", str(tmp_path / "nope"), cwd=tmp_path)
@@ -187,8 +233,12 @@ def test_control_candidates_share_the_units_split(local_sweep):
     control = trials(sweep_dir)["yacht__tree__control__seed0.json"]
     spec = SweepSpec.from_settings(json.loads((sweep_dir / "sweep.json").read_text()))
     data = load_bundled("yacht")
-    candidates = [evaluation.fit_and_score(data, evaluation.baseline_params(spec.params("tree", restart_seed(0, i))),
-                                           split_seed=0).metrics for i in range(control["candidates"])]
+    candidates = [
+        evaluation.fit_and_score(
+            data, evaluation.baseline_params(spec.params("tree", restart_seed(0, i))), split_seed=0
+        ).metrics
+        for i in range(control["candidates"])
+    ]
     best = max(candidates, key=lambda m: rank_score(m["student_r2_val"]))
     assert control["student_r2_test"] == best["student_r2_test"]
     assert control["student_r2_val"] == best["student_r2_val"]

@@ -1,4 +1,5 @@
 """λ tuners: each on a small problem, no look at the test rows, Optuna resume, CLI behaviour."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,12 @@ def test_grid_trains_and_distils_every_lambda_and_picks_the_best_student():
 
 def test_grid_restarts_seed_each_candidates_student_like_the_control():
     X, y = problem()
-    params = dict(lam="auto", tuner="grid", **{**SMALL, "student": "gplearn", "seed": 3},
-                  student_options={"population_size": 60, "generations": 3})
+    params = dict(
+        lam="auto",
+        tuner="grid",
+        **{**SMALL, "student": "gplearn", "seed": 3},
+        student_options={"population_size": 60, "generations": 3},
+    )
     plain = Distiller(**params, tuner_options={"grid": [0.0, 1e-2, 1e-1]}).fit(X, y)
     restarted = Distiller(**params, tuner_options={"grid": [0.0, 1e-2, 1e-1], "restarts": True}).fit(X, y)
     assert [t.student.seed for t in plain.search_.trials] == [3, 3, 3]
@@ -52,8 +57,9 @@ def test_grid_restarts_seed_each_candidates_student_like_the_control():
     assert [t.student.seed for t in restarted.search_.trials] == [3, 1003, 2003]
     # candidate 0 (seed 3, λ = 0) is the same fit either way; the reseeded ones are other runs
     assert restarted.search_.trials[0].student_r2_val == plain.search_.trials[0].student_r2_val
-    assert [t.student.expression() for t in restarted.search_.trials[1:]] != \
-        [t.student.expression() for t in plain.search_.trials[1:]]
+    assert [t.student.expression() for t in restarted.search_.trials[1:]] != [
+        t.student.expression() for t in plain.search_.trials[1:]
+    ]
     assert restarted.lam_ == max(restarted.search_.trials, key=lambda t: t.student_r2_val).lam
 
 
@@ -81,7 +87,7 @@ def test_adaptive_moves_lambda_within_one_training_run():
     lams = est.search_.trials[0].extra["lam_per_epoch"]
     first_nonzero = next(i for i, lam in enumerate(lams) if lam > 0)
     assert first_nonzero > 10 and lams[first_nonzero] == pytest.approx(1e-4)  # warm-up at λ = 0
-    for a, b in zip(lams[first_nonzero:], lams[first_nonzero + 1:]):  # multiplicative controller
+    for a, b in zip(lams[first_nonzero:], lams[first_nonzero + 1 :]):  # multiplicative controller
         assert b / a == pytest.approx(1.5, rel=1e-4) or b / a == pytest.approx(1 / 1.5, rel=1e-4)
     assert est.lam_ in [pytest.approx(lam, rel=1e-5) for lam in lams]
     assert est.lam_ > 0
@@ -108,10 +114,16 @@ def test_tuners_never_see_the_test_rows():
     frame.loc[test_rows, "y"] = 1e6 * np.random.default_rng(1).normal(size=len(test_rows))
     poisoned = from_frame(frame, None, "poisoned")
     for tuner in ("constrained", "grid"):
-        params = {**SMALL, "tuner": tuner, "tuner_options": {"grid": [0.0, 1e-2, 1.0]} if tuner == "grid" else {}}
+        params = {
+            **SMALL,
+            "tuner": tuner,
+            "tuner_options": {"grid": [0.0, 1e-2, 1.0]} if tuner == "grid" else {},
+        }
         a, b = evaluation.tune(clean, params), evaluation.tune(poisoned, params)
         assert a["lam"] == b["lam"]
-        strip = lambda trials: [{k: v for k, v in t.items() if k not in ("seconds", "teacher_r2_test")} for t in trials]
+        strip = lambda trials: [
+            {k: v for k, v in t.items() if k not in ("seconds", "teacher_r2_test")} for t in trials
+        ]
         assert strip(a["trials"]) == strip(b["trials"])
         assert a["teacher_r2_test"] != b["teacher_r2_test"]  # the poison is real
 
@@ -124,8 +136,18 @@ TUNE_FAST = ("--dataset", "yacht", "--student", "tree", "--epochs", "40", "--pat
 
 
 def test_tune_command_reports_trials_compute_and_a_plot(tmp_path):
-    proc = jd("tune", *TUNE_FAST, "--tuner", "grid", "--tuner-opt", "grid=[0,0.01,1]", "--json",
-              "--out", str(tmp_path / "t"), cwd=tmp_path)
+    proc = jd(
+        "tune",
+        *TUNE_FAST,
+        "--tuner",
+        "grid",
+        "--tuner-opt",
+        "grid=[0,0.01,1]",
+        "--json",
+        "--out",
+        str(tmp_path / "t"),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["tuner"] == "grid" and report["lam"] in (0.0, 0.01, 1.0)
@@ -142,26 +164,54 @@ def test_tune_command_reports_trials_compute_and_a_plot(tmp_path):
 
 
 def test_run_lam_auto_records_the_tuning(tmp_path):
-    proc = jd("run", *TUNE_FAST, "--lam", "auto", "--tuner", "adaptive", "--tuner-opt", "adapt_epochs=10",
-              "--no-baseline", "--json", "--out", str(tmp_path / "r"), cwd=tmp_path)
+    proc = jd(
+        "run",
+        *TUNE_FAST,
+        "--lam",
+        "auto",
+        "--tuner",
+        "adaptive",
+        "--tuner-opt",
+        "adapt_epochs=10",
+        "--no-baseline",
+        "--json",
+        "--out",
+        str(tmp_path / "r"),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads(proc.stdout)
     assert metrics["tuner"] == "adaptive" and metrics["tuning"]["compute"]["teacher_trainings"] == 1
-    fixed = jd("run", *TUNE_FAST, "--lam", "0.01", "--no-baseline", "--json", "--out", str(tmp_path / "f"),
-               cwd=tmp_path)
+    fixed = jd(
+        "run",
+        *TUNE_FAST,
+        "--lam",
+        "0.01",
+        "--no-baseline",
+        "--json",
+        "--out",
+        str(tmp_path / "f"),
+        cwd=tmp_path,
+    )
     assert json.loads(fixed.stdout)["tuner"] is None and json.loads(fixed.stdout)["lam"] == 0.01
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["--tuner", "nosuch"], "unknown tuner 'nosuch'"),
-    (["--tuner-opt", "nosuch=1"], "tuner 'constrained' has no option 'nosuch'"),
-    (["--tuner-opt", "tol=-1"], "tol"),
-    (["--tuner", "grid", "--tuner-opt", "grid=abc"], "grid"),
-    (["--tuner", "grid", "--tuner-opt", "restarts=yes"], "option 'restarts' must be true or false, got 'yes'"),
-    (["--tuner", "optuna", "--tuner-opt", "n_trials=0"], "n_trials"),
-    (["--tuner", "adaptive", "--tuner-opt", "growth=0.5"], "growth"),
-    (["--tuner-opt", "novalue"], "--tuner-opt expects KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["--tuner", "nosuch"], "unknown tuner 'nosuch'"),
+        (["--tuner-opt", "nosuch=1"], "tuner 'constrained' has no option 'nosuch'"),
+        (["--tuner-opt", "tol=-1"], "tol"),
+        (["--tuner", "grid", "--tuner-opt", "grid=abc"], "grid"),
+        (
+            ["--tuner", "grid", "--tuner-opt", "restarts=yes"],
+            "option 'restarts' must be true or false, got 'yes'",
+        ),
+        (["--tuner", "optuna", "--tuner-opt", "n_trials=0"], "n_trials"),
+        (["--tuner", "adaptive", "--tuner-opt", "growth=0.5"], "growth"),
+        (["--tuner-opt", "novalue"], "--tuner-opt expects KEY=VALUE"),
+    ],
+)
 def test_bad_tuner_options_are_one_line_exit_2(tmp_path, args, expected):
     proc = jd("tune", *TUNE_FAST, *args, cwd=tmp_path)
     assert proc.returncode == 2
@@ -174,11 +224,31 @@ def test_interrupted_optuna_study_continues_its_trial_count(tmp_path, interrupti
     import optuna
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    args = ("tune", "--dataset", "yacht", "--student", "tree", "--epochs", "300", "--patience", "300",
-            "--tuner", "optuna", "--tuner-opt", f"storage={storage}", "--tuner-opt", "n_trials=4")
-    first = subprocess.Popen([JACDISTILL, *args, "--out", str(tmp_path / "a")], cwd=tmp_path,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             preexec_fn=interruptible)
+    args = (
+        "tune",
+        "--dataset",
+        "yacht",
+        "--student",
+        "tree",
+        "--epochs",
+        "300",
+        "--patience",
+        "300",
+        "--tuner",
+        "optuna",
+        "--tuner-opt",
+        f"storage={storage}",
+        "--tuner-opt",
+        "n_trials=4",
+    )
+    first = subprocess.Popen(
+        [JACDISTILL, *args, "--out", str(tmp_path / "a")],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,
+    )
     deadline = time.time() + 300
     finished = 0
     while time.time() < deadline and first.poll() is None:
@@ -197,7 +267,9 @@ def test_interrupted_optuna_study_continues_its_trial_count(tmp_path, interrupti
     assert 1 <= finished < 4
     second = jd(*args, "--out", str(tmp_path / "b"), "--json", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
-    study = optuna.load_study(study_name=optuna.get_all_study_summaries(storage)[0].study_name, storage=storage)
+    study = optuna.load_study(
+        study_name=optuna.get_all_study_summaries(storage)[0].study_name, storage=storage
+    )
     assert sum(t.state.name == "COMPLETE" for t in study.trials) == 4
     new_trainings = json.loads(second.stdout)["compute"]["teacher_trainings"]
     assert new_trainings <= 4 - finished + 2  # the rest of the study, λ = 0, perhaps the earlier best

@@ -4,6 +4,7 @@ A sweep directory holds one JSON file per finished trial under ``trials/`` (and,
 sweep's settings in ``sweep.json``). Reading them: :mod:`.loading`; the statistics and why they are
 what they are: :mod:`.stats`; ``report.md``: :mod:`.markdown`; its PNGs: :mod:`.plots`.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,9 @@ def report_json(sweep_dir: str | Path) -> dict:
     (as ``settings``), strict-JSON ready (NaN and ±inf as None)."""
     trials = load_trials(sweep_dir)
     settings, _ = read_settings(sweep_dir)
-    return json.loads(storage.to_json({"sweep_dir": str(sweep_dir), "settings": settings, **aggregate(trials)}))
+    return json.loads(
+        storage.to_json({"sweep_dir": str(sweep_dir), "settings": settings, **aggregate(trials)})
+    )
 
 
 def write_report(sweep_dir: str | Path) -> Path:

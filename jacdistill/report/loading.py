@@ -1,11 +1,12 @@
 """Reading a sweep directory: the trial files and ``sweep.json``, and the small helpers every part of
 the report uses to order arms and to read a trial's numbers."""
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from jacdistill.options import JacdistillError
 from jacdistill.trials import ARMS, REQUIRED_KEYS
@@ -23,7 +24,9 @@ def load_trials(sweep_dir: str | Path) -> list[dict]:
         raise JacdistillError(f"sweep directory {root} does not exist")
     folder = root / "trials"
     if not folder.is_dir():
-        raise JacdistillError(f"{root} has no trials/ folder: not a sweep directory, or no trial has finished")
+        raise JacdistillError(
+            f"{root} has no trials/ folder: not a sweep directory, or no trial has finished"
+        )
     trials, seen = [], {}
     for path in sorted(folder.glob("*.json")):
         if path.name.startswith(".") or not path.is_file():
@@ -37,13 +40,20 @@ def load_trials(sweep_dir: str | Path) -> list[dict]:
         missing = [key for key in REQUIRED_KEYS if key not in trial]
         if missing:
             raise JacdistillError(f"trial file {path} lacks the key '{missing[0]}'")
-        if not all(isinstance(trial[key], str) for key in ("dataset", "student", "arm")) or \
-                not isinstance(trial["seed"], int) or isinstance(trial["seed"], bool):
-            raise JacdistillError(f"trial file {path}: dataset, student and arm must be text, seed an integer")
+        if (
+            not all(isinstance(trial[key], str) for key in ("dataset", "student", "arm"))
+            or not isinstance(trial["seed"], int)
+            or isinstance(trial["seed"], bool)
+        ):
+            raise JacdistillError(
+                f"trial file {path}: dataset, student and arm must be text, seed an integer"
+            )
         key = tuple(trial[k] for k in REQUIRED_KEYS)
         if key in seen:
-            raise JacdistillError(f"trial files {seen[key].name} and {path.name} are the same trial "
-                                  f"(dataset {key[0]}, student {key[1]}, arm {key[2]}, seed {key[3]})")
+            raise JacdistillError(
+                f"trial files {seen[key].name} and {path.name} are the same trial "
+                f"(dataset {key[0]}, student {key[1]}, arm {key[2]}, seed {key[3]})"
+            )
         seen[key] = path
         trials.append(trial)
     if not trials:

@@ -1,4 +1,5 @@
 """The report's plots: student R² against λ, fidelity against accuracy, and R² per dataset and arm."""
+
 from __future__ import annotations
 
 import statistics
@@ -9,7 +10,7 @@ from jacdistill.report.loading import arms_in, finite, ordered_arms
 
 PLOTS = ("student_r2_vs_lambda.png", "fidelity_vs_accuracy.png", "per_dataset.png")
 ARM_COLORS = {"direct": "C7", "baseline": "C0", "regularized": "C1", "augmented": "C2", "control": "C3"}
-R2_FLOOR = -1.0       # plots clip R² below this, so one blown-up formula does not flatten the rest
+R2_FLOOR = -1.0  # plots clip R² below this, so one blown-up formula does not flatten the rest
 
 
 def _empty(axes, message: str) -> None:
@@ -75,14 +76,23 @@ def plot_fidelity(trials: list[dict], path: Path) -> None:
     xs, ys = [], []
     for arm in arms_in(trials):
         for k, student in enumerate(students):
-            pts = [(finite(t.get("fidelity_r2_test")), finite(t.get("student_r2_test")))
-                   for t in trials if t["arm"] == arm and t["student"] == student]
+            pts = [
+                (finite(t.get("fidelity_r2_test")), finite(t.get("student_r2_test")))
+                for t in trials
+                if t["arm"] == arm and t["student"] == student
+            ]
             pts = [(x, y) for x, y in pts if x is not None and y is not None]
             if not pts:
                 continue
             label = arm if len(students) == 1 else f"{arm}, {student}"
-            axes.scatter(*zip(*pts), color=ARM_COLORS.get(arm, "k"), marker=markers[k % len(markers)],
-                         alpha=0.7, s=22, label=label)
+            axes.scatter(
+                *zip(*pts),
+                color=ARM_COLORS.get(arm, "k"),
+                marker=markers[k % len(markers)],
+                alpha=0.7,
+                s=22,
+                label=label,
+            )
             xs += [x for x, _ in pts]
             ys += [y for _, y in pts]
     if not xs:
@@ -120,8 +130,10 @@ def plot_per_dataset(table_rows: list[dict], path: Path) -> None:
         _empty(axes, "no trial with a student test R²")
     else:
         axes.set_xticks(range(len(table_rows)))
-        axes.set_xticklabels([f"{r['dataset']}\n{r['student']}" if several else r["dataset"] for r in table_rows],
-                             rotation=30 if len(table_rows) > 6 else 0)
+        axes.set_xticklabels(
+            [f"{r['dataset']}\n{r['student']}" if several else r["dataset"] for r in table_rows],
+            rotation=30 if len(table_rows) > 6 else 0,
+        )
         axes.axhline(0, color="black", linewidth=0.6)
         _clip(axes, heights)
         axes.set_ylabel("mean student R², test")

@@ -6,6 +6,7 @@ estimate E_v‖H v‖² with ``probes`` random directions (E[v vᵀ] = I), one H
 Both stay differentiable in the weights (third-order autograd). Vector outputs sum over outputs.
 For ReLU networks the Hessian vanishes almost everywhere, so the penalty is zero.
 """
+
 import torch
 
 from jacdistill import Regularizer, hookimpl
@@ -16,8 +17,11 @@ from jacdistill.probes import DISTRIBUTIONS, draw_probes
 class HessianPenalty(Regularizer):
     name = "hessian"
     defaults = {"exact_max_dim": 16, "probes": 1, "dist": "rademacher"}
-    constraints = {"exact_max_dim": Interval(int, 0, None), "probes": Interval(int, 1, None),
-                   "dist": OneOf(*DISTRIBUTIONS)}
+    constraints = {
+        "exact_max_dim": Interval(int, 0, None),
+        "probes": Interval(int, 1, None),
+        "dist": OneOf(*DISTRIBUTIONS),
+    }
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -35,13 +39,16 @@ class HessianPenalty(Regularizer):
         for k in range(cols.shape[1]):
             (grad,) = torch.autograd.grad(cols[:, k].sum(), x, create_graph=True)
             if self.is_exact(dim):  # row i of every sample's Hessian: ∂(Σ_b ∂f/∂x_i)/∂x
-                directions = torch.eye(dim, dtype=x.dtype, device=x.device)[:, None, :].expand(dim, batch, dim)
+                directions = torch.eye(dim, dtype=x.dtype, device=x.device)[:, None, :].expand(
+                    dim, batch, dim
+                )
                 scale = 1.0
             else:
                 directions = draw_probes((self.probes, batch, dim), self.dist, x)
                 scale = 1.0 / self.probes
-            (hv,) = torch.autograd.grad(grad, x, grad_outputs=directions, create_graph=True,
-                                        is_grads_batched=True)
+            (hv,) = torch.autograd.grad(
+                grad, x, grad_outputs=directions, create_graph=True, is_grads_batched=True
+            )
             total = total + scale * hv.pow(2).sum()
         return out, total / batch
 

@@ -14,6 +14,7 @@ E_v‖J v‖² = ‖J‖²_F for any probe with E[v vᵀ] = I (Rademacher or Gau
 the batch mean, at about ρ of the penalty's cost. Probes and rows are drawn from torch's global
 generator, which the Distiller seeds.
 """
+
 import math
 
 import torch
@@ -31,9 +32,13 @@ class HutchinsonPenalty(Regularizer):
 
     name = "hutchinson"
     defaults = {"probes": 1, "dist": "rademacher", "mode": "jvp", "eps": 1e-3, "rows": 1.0}
-    constraints = {"probes": Interval(int, 1, None), "dist": OneOf(*DISTRIBUTIONS), "mode": OneOf(*MODES),
-                   "eps": Interval(float, 0, None, closed="neither"),
-                   "rows": Interval(float, 0, 1, closed="right")}
+    constraints = {
+        "probes": Interval(int, 1, None),
+        "dist": OneOf(*DISTRIBUTIONS),
+        "mode": OneOf(*MODES),
+        "eps": Interval(float, 0, None, closed="neither"),
+        "rows": Interval(float, 0, 1, closed="right"),
+    }
 
     def __init__(self, **options):
         super().__init__(**options)
@@ -43,7 +48,7 @@ class HutchinsonPenalty(Regularizer):
     def output_and_penalty(self, model, x):
         if self.rows == 1:
             return self.estimate(model, x, None)
-        chosen = torch.randperm(len(x), device=x.device)[:math.ceil(self.rows * len(x))]
+        chosen = torch.randperm(len(x), device=x.device)[: math.ceil(self.rows * len(x))]
         return self.estimate(model, x, chosen)
 
     def estimate(self, model, x, chosen):
@@ -52,9 +57,9 @@ class HutchinsonPenalty(Regularizer):
             sub = x if chosen is None else x[chosen]
             v = draw_probes((self.probes, *sub.shape), self.dist, x)
             out = model(torch.cat([x, (sub + self.eps * v).reshape(-1, x.shape[1])]))
-            clean = out[:len(x)] if chosen is None else out[chosen]
-            shifted = out[len(x):].reshape(self.probes, len(sub), -1)
-            return out[:len(x)], (shifted - clean).pow(2).sum() / (self.eps ** 2 * len(sub) * self.probes)
+            clean = out[: len(x)] if chosen is None else out[chosen]
+            shifted = out[len(x) :].reshape(self.probes, len(sub), -1)
+            return out[: len(x)], (shifted - clean).pow(2).sum() / (self.eps**2 * len(sub) * self.probes)
         if chosen is not None:  # the MSE needs every row, the estimate only some
             return model(x), self.estimate(model, x[chosen], None)[1]
         batch = len(x)

@@ -10,6 +10,7 @@ Backends (``--backend``):
 - ``auto``: ``triton`` for a float32 MLP on a CUDA input where the kernels run, else ``analytic``
   where it applies, else ``autograd``.
 """
+
 import warnings
 
 import torch
@@ -75,8 +76,10 @@ class JacobianPenalty(Regularizer):
                     raise JacdistillError(reason)
             return self.backend
         if self.backend in ("analytic", "triton"):
-            raise JacdistillError(f"jacobian: backend '{self.backend}' needs jacdistill's MLP, "
-                                  f"not {type(model).__name__}; use --backend autograd")
+            raise JacdistillError(
+                f"jacobian: backend '{self.backend}' needs jacdistill's MLP, "
+                f"not {type(model).__name__}; use --backend autograd"
+            )
         return "autograd"
 
     def _run_triton(self, compute):
@@ -88,8 +91,12 @@ class JacobianPenalty(Regularizer):
             return compute()
         except Exception as exc:  # noqa: BLE001 - auto must never do worse than analytic
             self._triton_failed = True
-            warnings.warn(f"jacobian: the triton backend failed ({type(exc).__name__}: {exc}); "
-                          f"auto uses analytic from now on", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"jacobian: the triton backend failed ({type(exc).__name__}: {exc}); "
+                f"auto uses analytic from now on",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             return None
 
     def output_and_penalty(self, model, x):

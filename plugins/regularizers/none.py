@@ -1,4 +1,5 @@
 """``none``: no penalty; the standard-distillation baseline."""
+
 import torch
 
 from jacdistill import Regularizer, hookimpl

@@ -1,4 +1,5 @@
 """``gplearn``: genetic-programming symbolic regression (gplearn.SymbolicRegressor)."""
+
 import numbers
 
 import sympy
@@ -17,11 +18,20 @@ def _protected(value, guard, fallback):
 PROTECTION = 0.001
 # gplearn's built-in functions in sympy, protected ones included exactly as gplearn computes them.
 FUNCTIONS = {
-    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-    "div": lambda a, b: _protected(a / b, b, 1), "sqrt": lambda a: sympy.sqrt(sympy.Abs(a)),
-    "log": lambda a: _protected(sympy.log(sympy.Abs(a)), a, 0), "abs": sympy.Abs,
-    "neg": lambda a: -a, "inv": lambda a: _protected(1 / a, a, 0), "max": sympy.Max,
-    "min": sympy.Min, "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan,
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: _protected(a / b, b, 1),
+    "sqrt": lambda a: sympy.sqrt(sympy.Abs(a)),
+    "log": lambda a: _protected(sympy.log(sympy.Abs(a)), a, 0),
+    "abs": sympy.Abs,
+    "neg": lambda a: -a,
+    "inv": lambda a: _protected(1 / a, a, 0),
+    "max": sympy.Max,
+    "min": sympy.Min,
+    "sin": sympy.sin,
+    "cos": sympy.cos,
+    "tan": sympy.tan,
 }
 # The chances of gplearn's genetic operations; the rest of each generation is reproduction.
 OPERATIONS = ("p_crossover", "p_subtree_mutation", "p_hoist_mutation", "p_point_mutation")
@@ -31,31 +41,46 @@ class GplearnStudent(EstimatorStudent):
     """gplearn with a small budget; its program (prefix list) is converted node by node."""
 
     name = "gplearn"
-    defaults = {"population_size": 1000, "generations": 20, "tournament_size": 20,
-                "function_set": ("add", "sub", "mul", "div", "sin", "cos"),
-                "parsimony_coefficient": 0.001, "p_crossover": 0.7, "p_subtree_mutation": 0.1,
-                "p_hoist_mutation": 0.05, "p_point_mutation": 0.1, "max_samples": 1.0,
-                "n_jobs": 1}
+    defaults = {
+        "population_size": 1000,
+        "generations": 20,
+        "tournament_size": 20,
+        "function_set": ("add", "sub", "mul", "div", "sin", "cos"),
+        "parsimony_coefficient": 0.001,
+        "p_crossover": 0.7,
+        "p_subtree_mutation": 0.1,
+        "p_hoist_mutation": 0.05,
+        "p_point_mutation": 0.1,
+        "max_samples": 1.0,
+        "n_jobs": 1,
+    }
     constraints = {
-        "population_size": Interval(int, 1, None), "generations": Interval(int, 1, None),
-        "tournament_size": Interval(int, 1, None), "function_set": ListOf(OneOf(*FUNCTIONS)),
+        "population_size": Interval(int, 1, None),
+        "generations": Interval(int, 1, None),
+        "tournament_size": Interval(int, 1, None),
+        "function_set": ListOf(OneOf(*FUNCTIONS)),
         "parsimony_coefficient": [Interval(float, 0, None), OneOf("auto")],
-        **{p: Interval(float, 0, 1) for p in OPERATIONS}, "p_point_replace": Interval(float, 0, 1),
+        **{p: Interval(float, 0, 1) for p in OPERATIONS},
+        "p_point_replace": Interval(float, 0, 1),
         "max_samples": Interval(float, 0, 1, closed="right"),
         "n_jobs": [Interval(int, 1, None), Interval(int, None, -1)],
-        "init_method": OneOf("half and half", "grow", "full"), "warm_start": Boolean, "low_memory": Boolean,
+        "init_method": OneOf("half and half", "grow", "full"),
+        "warm_start": Boolean,
+        "low_memory": Boolean,
     }
 
     @classmethod
     def check_options(cls, options):
         total = sum(options[p] for p in OPERATIONS)
         if total > 1:
-            raise JacdistillError(f"student 'gplearn': options {', '.join(OPERATIONS)} must sum to at most 1, "
-                                  f"got {total:g}")
+            raise JacdistillError(
+                f"student 'gplearn': options {', '.join(OPERATIONS)} must sum to at most 1, got {total:g}"
+            )
 
     @classmethod
     def estimator_class(cls):
         from gplearn.genetic import SymbolicRegressor
+
         return SymbolicRegressor
 
     def expression(self):

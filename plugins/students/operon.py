@@ -1,4 +1,5 @@
 """``operon``: Operon's fast C++ genetic programming with local constant optimisation (pyoperon)."""
+
 from sympy.parsing.sympy_parser import convert_xor, parse_expr, standard_transformations
 
 from jacdistill import hookimpl
@@ -11,22 +12,35 @@ class OperonStudent(EstimatorStudent):
     """pyoperon's SymbolicRegressor; its infix model string (variables X1…Xd) is parsed by sympy."""
 
     name = "operon"
-    defaults = {"allowed_symbols": "add,sub,mul,div,constant,variable,sin,cos,exp,tanh",
-                "population_size": 500, "generations": 100, "max_evaluations": 200_000,
-                "max_length": 30, "optimizer_iterations": 5, "n_threads": 1}
+    defaults = {
+        "allowed_symbols": "add,sub,mul,div,constant,variable,sin,cos,exp,tanh",
+        "population_size": 500,
+        "generations": 100,
+        "max_evaluations": 200_000,
+        "max_length": 30,
+        "optimizer_iterations": 5,
+        "n_threads": 1,
+    }
     constraints = {
-        "allowed_symbols": Text, "population_size": Interval(int, 1, None),
-        "generations": Interval(int, 1, None), "max_evaluations": Interval(int, 1, None),
+        "allowed_symbols": Text,
+        "population_size": Interval(int, 1, None),
+        "generations": Interval(int, 1, None),
+        "max_evaluations": Interval(int, 1, None),
         "max_length": Interval(int, 3, None),  # shorter crashes Operon
-        "max_depth": Interval(int, 1, None), "optimizer_iterations": Interval(int, 0, None),
-        "n_threads": Interval(int, 1, None), "tournament_size": Interval(int, 1, None),
-        "crossover_probability": Interval(float, 0, 1), "mutation_probability": Interval(float, 0, 1),
-        "optimizer": OneOf("lm", "lbfgs", "sgd"), "symbolic_mode": Boolean,
+        "max_depth": Interval(int, 1, None),
+        "optimizer_iterations": Interval(int, 0, None),
+        "n_threads": Interval(int, 1, None),
+        "tournament_size": Interval(int, 1, None),
+        "crossover_probability": Interval(float, 0, 1),
+        "mutation_probability": Interval(float, 0, 1),
+        "optimizer": OneOf("lm", "lbfgs", "sgd"),
+        "symbolic_mode": Boolean,
     }
 
     @classmethod
     def estimator_class(cls):
         from pyoperon.sklearn import SymbolicRegressor
+
         return SymbolicRegressor
 
     def expression(self):

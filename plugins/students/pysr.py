@@ -1,4 +1,5 @@
 """``pysr``: PySR 2.x (Julia's SymbolicRegression.jl). Imported lazily: it needs a working Julia."""
+
 import contextlib
 import functools
 import importlib.util
@@ -32,24 +33,39 @@ class PySRStudent(EstimatorStudent):
     """PySRRegressor, serial and seeded so that a seed gives the same formula."""
 
     name = "pysr"
-    defaults = {"niterations": 40, "populations": 15, "maxsize": 30,
-                "binary_operators": ["+", "-", "*", "/"], "unary_operators": ["sin", "cos", "exp"],
-                "parallelism": "serial", "deterministic": True, "progress": False, "verbosity": 0,
-                "temp_equation_file": True}
+    defaults = {
+        "niterations": 40,
+        "populations": 15,
+        "maxsize": 30,
+        "binary_operators": ["+", "-", "*", "/"],
+        "unary_operators": ["sin", "cos", "exp"],
+        "parallelism": "serial",
+        "deterministic": True,
+        "progress": False,
+        "verbosity": 0,
+        "temp_equation_file": True,
+    }
     constraints = {
-        "niterations": Interval(int, 1, None), "populations": Interval(int, 1, None),
-        "population_size": Interval(int, 1, None), "maxsize": Interval(int, 7, None),
+        "niterations": Interval(int, 1, None),
+        "populations": Interval(int, 1, None),
+        "population_size": Interval(int, 1, None),
+        "maxsize": Interval(int, 7, None),
         "maxdepth": [Interval(int, 1, None), None],
-        "binary_operators": ListOf(Text, allow_empty=True), "unary_operators": ListOf(Text, allow_empty=True),
+        "binary_operators": ListOf(Text, allow_empty=True),
+        "unary_operators": ListOf(Text, allow_empty=True),
         "parallelism": [OneOf("serial", "multithreading", "multiprocessing"), None],
-        "deterministic": Boolean, "progress": Boolean, "verbosity": Interval(int, 0, None),
+        "deterministic": Boolean,
+        "progress": Boolean,
+        "verbosity": Interval(int, 0, None),
         "temp_equation_file": Boolean,
     }
 
     @classmethod
     def check_options(cls, options):
         if options["deterministic"] and options["parallelism"] != "serial":
-            raise cls.option_error("parallelism", "'serial' while deterministic is true", options["parallelism"])
+            raise cls.option_error(
+                "parallelism", "'serial' while deterministic is true", options["parallelism"]
+            )
 
     @classmethod
     def unavailable_reason(cls):
@@ -58,6 +74,7 @@ class PySRStudent(EstimatorStudent):
     @classmethod
     def estimator_class(cls):
         from pysr import PySRRegressor
+
         return PySRRegressor
 
     def expression(self):

@@ -1,4 +1,5 @@
 """``tree``: a scikit-learn decision tree, the non-symbolic control student."""
+
 import numpy as np
 import sympy
 from sklearn.tree import DecisionTreeRegressor
@@ -17,11 +18,16 @@ class TreeStudent(EstimatorStudent):
     constraints = {  # a float is a fraction: of the training rows, of the features
         "max_depth": [Interval(int, 1, None), None],
         "min_samples_leaf": [Interval(int, 1, None), Interval(float, 0, 1, closed="neither")],
-        "max_features": [Interval(int, 1, None), Interval(float, 0, 1, closed="right"),
-                         OneOf("sqrt", "log2"), None],
+        "max_features": [
+            Interval(int, 1, None),
+            Interval(float, 0, 1, closed="right"),
+            OneOf("sqrt", "log2"),
+            None,
+        ],
         "max_leaf_nodes": [Interval(int, 2, None), None],
         "criterion": OneOf("squared_error", "friedman_mse", "absolute_error", "poisson"),
-        "splitter": OneOf("best", "random"), "ccp_alpha": Interval(float, 0, None),
+        "splitter": OneOf("best", "random"),
+        "ccp_alpha": Interval(float, 0, None),
     }
 
     @classmethod
@@ -35,8 +41,7 @@ class TreeStudent(EstimatorStudent):
             if tree.children_left[i] == -1:
                 return sympy.Float(float(np.ravel(tree.value[i])[0]))
             test = x[tree.feature[i]] <= sympy.Float(float(tree.threshold[i]))
-            return sympy.Piecewise((node(tree.children_left[i]), test),
-                                   (node(tree.children_right[i]), True))
+            return sympy.Piecewise((node(tree.children_left[i]), test), (node(tree.children_right[i]), True))
 
         return node(0)
 

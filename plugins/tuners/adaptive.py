@@ -9,6 +9,7 @@ controller on the constraint "validation MSE ≤ (1 + tol)·reference": after ea
 epochs (within the run's ``epochs`` budget). The kept weights are those of the epoch with the
 largest λ that met the constraint (the warm-up's best at λ = 0 if none did).
 """
+
 import math
 import statistics
 
@@ -36,7 +37,7 @@ class ConstraintController(Schedule):
             if keep:
                 self.best, self.best_epoch = val_mse, epoch
             if epoch - self.best_epoch >= self.patience:
-                self.reference = statistics.median(self.warmup[-self.patience:])
+                self.reference = statistics.median(self.warmup[-self.patience :])
                 self.adapt_from, self.lam = epoch, self.lam0
             return keep, False
         feasible = val_mse <= (1 + self.tol) * self.reference
@@ -50,9 +51,13 @@ class ConstraintController(Schedule):
 class AdaptiveTuner(Tuner):
     name = "adaptive"
     defaults = {"tol": 0.05, "lam0": 1e-4, "growth": 1.5, "adapt_epochs": 100, "patience": 40}
-    constraints = {"tol": Interval(float, 0, None), "lam0": Interval(float, 0, None, closed="neither"),
-                   "growth": Interval(float, 1, None, closed="neither"),
-                   "adapt_epochs": Interval(int, 1, None), "patience": Interval(int, 1, None)}
+    constraints = {
+        "tol": Interval(float, 0, None),
+        "lam0": Interval(float, 0, None, closed="neither"),
+        "growth": Interval(float, 1, None, closed="neither"),
+        "adapt_epochs": Interval(int, 1, None),
+        "patience": Interval(int, 1, None),
+    }
 
     def tune(self, search):
         trial = search.scheduled(ConstraintController(*(self.options[k] for k in self.defaults)))

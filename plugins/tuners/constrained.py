@@ -1,5 +1,6 @@
 """``constrained``: the largest λ whose teacher stays within ``tol`` (relative) of the λ = 0
 teacher's validation MSE, found by bisection in log λ. No student is fitted while searching."""
+
 import math
 
 from jacdistill import Tuner, hookimpl
@@ -9,8 +10,12 @@ from jacdistill.options import Interval
 class ConstrainedTuner(Tuner):
     name = "constrained"
     defaults = {"tol": 0.05, "lo": 1e-4, "hi": 1.0, "max_trainings": 6}
-    constraints = {"tol": Interval(float, 0, None), "lo": Interval(float, 0, None, closed="neither"),
-                   "hi": Interval(float, 0, None, closed="neither"), "max_trainings": Interval(int, 3, None)}
+    constraints = {
+        "tol": Interval(float, 0, None),
+        "lo": Interval(float, 0, None, closed="neither"),
+        "hi": Interval(float, 0, None, closed="neither"),
+        "max_trainings": Interval(int, 3, None),
+    }
 
     @classmethod
     def check_options(cls, options):
@@ -30,7 +35,7 @@ class ConstrainedTuner(Tuner):
         low, high = math.log10(lo), math.log10(hi)  # invariant: low feasible, high not
         for _ in range(budget - 3):
             middle = (low + high) / 2
-            trial = search.teacher(10 ** middle)
+            trial = search.teacher(10**middle)
             if feasible(trial):
                 best, low = trial, middle
             else:

@@ -1,6 +1,7 @@
 """``grid``: the paper's protocol — a teacher and a student for every λ of a grid, pick by the
 student's validation R². With ``restarts``, candidate i's student gets the i-th restart seed (as the
 sweep's control seeds its candidates), so the choice is among independent student runs too."""
+
 from jacdistill import Tuner, hookimpl
 from jacdistill.metrics import rank_score
 from jacdistill.options import Boolean, Interval, ListOf

@@ -5,6 +5,7 @@ directory (in memory when there is none); ``storage=URL`` names any Optuna stora
 again with the same URL and data resumes the study, counting the trials already finished toward
 ``n_trials``. λ = 0 is evaluated beside the study when ``include_zero`` (log λ cannot reach it).
 """
+
 from jacdistill import JacdistillError, Tuner, hookimpl
 from jacdistill.metrics import rank_score
 from jacdistill.options import Boolean, Interval, Text
@@ -12,11 +13,22 @@ from jacdistill.options import Boolean, Interval, Text
 
 class OptunaTuner(Tuner):
     name = "optuna"
-    defaults = {"n_trials": 10, "lo": 1e-4, "hi": 1.0, "include_zero": True, "storage": None,
-                "study_name": None}
-    constraints = {"n_trials": Interval(int, 1, None), "lo": Interval(float, 0, None, closed="neither"),
-                   "hi": Interval(float, 0, None, closed="neither"), "include_zero": Boolean,
-                   "storage": [Text, None], "study_name": [Text, None]}
+    defaults = {
+        "n_trials": 10,
+        "lo": 1e-4,
+        "hi": 1.0,
+        "include_zero": True,
+        "storage": None,
+        "study_name": None,
+    }
+    constraints = {
+        "n_trials": Interval(int, 1, None),
+        "lo": Interval(float, 0, None, closed="neither"),
+        "hi": Interval(float, 0, None, closed="neither"),
+        "include_zero": Boolean,
+        "storage": [Text, None],
+        "study_name": [Text, None],
+    }
 
     @classmethod
     def check_options(cls, options):
@@ -35,15 +47,23 @@ class OptunaTuner(Tuner):
         try:
             study = optuna.create_study(
                 study_name=self.options["study_name"] or f"jacdistill-{search.fingerprint}",
-                storage=self.storage_url(search), load_if_exists=True, direction="maximize",
-                sampler=optuna.samplers.TPESampler(seed=self.seed))
+                storage=self.storage_url(search),
+                load_if_exists=True,
+                direction="maximize",
+                sampler=optuna.samplers.TPESampler(seed=self.seed),
+            )
         except Exception as exc:  # a malformed or unreachable storage URL
-            raise JacdistillError(f"optuna: cannot open storage {self.storage_url(search)!r}: "
-                                  f"{type(exc).__name__}: {exc}".splitlines()[0]) from None
+            raise JacdistillError(
+                f"optuna: cannot open storage {self.storage_url(search)!r}: "
+                f"{type(exc).__name__}: {exc}".splitlines()[0]
+            ) from None
         lo, hi = self.options["lo"], self.options["hi"]
 
         def objective(trial):
-            return max(rank_score(search.student_r2(search.teacher(trial.suggest_float("lam", lo, hi, log=True)))), -1e9)
+            return max(
+                rank_score(search.student_r2(search.teacher(trial.suggest_float("lam", lo, hi, log=True)))),
+                -1e9,
+            )
 
         finished = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
         study.optimize(objective, n_trials=max(0, self.options["n_trials"] - finished))

@@ -21,6 +21,9 @@ class EstimatorStudent(Student):
     """
 
     seed_parameter: ClassVar[str] = "random_state"
+    # The estimator's parameter for its cores (e.g. "n_threads"), fed from ``Student.jobs``; None:
+    # it runs on one core (or parallelism does not pay, as for gplearn's process pool).
+    jobs_parameter: ClassVar[str | None] = None
 
     @classmethod
     @abstractmethod
@@ -44,6 +47,8 @@ class EstimatorStudent(Student):
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> EstimatorStudent:
         options: dict[str, Any] = {**self.options, self.seed_parameter: self.seed}
+        if self.jobs_parameter:  # the student's cores, unless an option set them
+            options.setdefault(self.jobs_parameter, self.jobs)
         self.estimator_ = self.estimator_class()(**options).fit(X, y)
         self.n_features_ = X.shape[1]
         return self

@@ -133,7 +133,8 @@ class DistillerOption(click.Option):
     (importing the estimator loads torch, which ``jacdistill --help`` need not pay for)."""
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, show_default=True, **kwargs)
+        kwargs.setdefault("show_default", True)
+        super().__init__(*args, **kwargs)
 
     def get_default(self, ctx, call=True):
         value = distiller_defaults()[self.name]
@@ -191,6 +192,24 @@ PROBLEM_OPTIONS = [  # what defines one distillation problem; shared by run and 
     click.option("--seed", cls=DistillerOption, type=int),
     click.option("--device", cls=DistillerOption, help="cpu, or cuda when available."),
     click.option(
+        "--jobs",
+        cls=DistillerOption,
+        type=click.IntRange(min=1),
+        show_default="all available cores",
+        help="Cores a student fit may use (Operon's threads).",
+    ),
+    click.option(
+        "--student-rows",
+        cls=DistillerOption,
+        type=click.IntRange(min=1),
+        help="Fit the student to a seeded subsample of at most this many teacher-labelled rows.",
+    ),
+    click.option(
+        "--batch-teachers/--no-batch-teachers",
+        cls=DistillerOption,
+        help="Train a tuner's candidate teachers together as one stack of MLPs.",
+    ),
+    click.option(
         "--threads",
         type=click.IntRange(min=1),
         default=1,
@@ -243,7 +262,19 @@ def load_problem(dataset, data, target, lam, opts):
         student_options=parse_key_values(opts["student_opt"], "--student-opt"),
         **{
             k: opts[k]
-            for k in ("widths", "activation", "epochs", "batch_size", "lr", "patience", "device", "seed")
+            for k in (
+                "widths",
+                "activation",
+                "epochs",
+                "batch_size",
+                "lr",
+                "patience",
+                "device",
+                "seed",
+                "batch_teachers",
+                "jobs",
+                "student_rows",
+            )
         },
     )
     penalty, student_options, _, tuner = Distiller(**params).resolve_plugins()

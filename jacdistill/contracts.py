@@ -22,11 +22,16 @@ from jacdistill.options import PluginOptions
 class Regularizer(PluginOptions, ABC):
     """A smoothness penalty R for the teacher: training minimises MSE + λ·R(f, x) per batch.
 
-    ``output_and_penalty(model, x)`` returns the model's output and a scalar penalty tensor that
-    autograd can differentiate with respect to the model's parameters (it is usually built with
+    ``output_and_penalty(model, x)`` returns the model's output and a penalty tensor that autograd
+    can differentiate with respect to the model's parameters (it is usually built with
     ``create_graph=True``), so that both can share one forward pass. ``loss`` is the full
     per-batch objective; override it when the parameter gradients can be had more cheaply than
     autograd would give them.
+
+    Stacks: several teachers of one architecture can train together as a
+    :class:`jacdistill.teacher.MLPStack`, whose inputs have a leading member axis (k×B×d). A
+    regularizer whose ``output_and_penalty`` then returns one penalty per member (shape k) says so
+    in ``handles_stacks``; others train their teachers one at a time, as plain modules.
     """
 
     kind = "regularizer"
@@ -38,21 +43,33 @@ class Regularizer(PluginOptions, ABC):
         """Raise JacdistillError if this regularizer cannot run on ``device`` (checked before any
         training starts); the default runs anywhere."""
 
+    def handles_stacks(self) -> bool:
+        """True when ``output_and_penalty`` and ``loss`` accept an MLPStack (see above)."""
+        return False
+
     @abstractmethod
     def output_and_penalty(self, model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(model(x), penalty)`` for the batch ``x`` (shape B×d); the penalty is a differentiable
-        scalar."""
+        """``(model(x), penalty)`` for the batch ``x`` (B×d: a scalar penalty; k×B×d for a stack:
+        one penalty per member)."""
 
     def penalty(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """The penalty alone."""
         return self.output_and_penalty(model, x)[1]
 
-    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
-        """The training objective on one batch (y: B×k): MSE plus ``lam`` times the penalty."""
-        if not lam:
-            return torch.mean((model(x) - y) ** 2)
+    def loss(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, lam: float | torch.Tensor
+    ) -> torch.Tensor:
+        """The training objective on one batch (y: B×k_out): MSE plus ``lam`` times the penalty;
+        for a stack, one objective per member, ``lam`` holding one λ per member."""
+        if not bool(torch.as_tensor(lam).any()):
+            return mean_squared_error(model(x), y)
         out, penalty = self.output_and_penalty(model, x)
-        return torch.mean((out - y) ** 2) + lam * penalty
+        return mean_squared_error(out, y) + lam * penalty
+
+
+def mean_squared_error(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """MSE over the batch and outputs (the last two axes): a scalar, or one value per member."""
+    return (out - y).square().mean(dim=(-2, -1))
 
 
 class Student(PluginOptions, ABC):
@@ -64,6 +81,7 @@ class Student(PluginOptions, ABC):
     """
 
     kind = "student"
+    jobs: int = 1  # cores one fit may use; the distiller sets it (its ``jobs``) before ``fit``
 
     def __init__(self, seed: int = 0, **options: Any):
         self.seed = seed

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,12 @@ from jacdistill.contracts import Regularizer, Student
 from jacdistill.data import SPLIT, Standardizer, split_indices
 from jacdistill.options import Interval, JacdistillError, OneOf, as_constraint
 from jacdistill.registry import registry
-from jacdistill.search import Problem, Progress, Search, Tuner
+from jacdistill.search import Problem, Progress, Search, Trial, Tuner
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class FormulaEstimator(RegressorMixin, BaseEstimator):
@@ -69,17 +76,20 @@ class DirectRegressor(FormulaEstimator):
     """Symbolic regression on the data itself, no teacher: ``student`` (a plugin name) with
     ``student_options``, seeded ``seed``, fitted to the standardized rows."""
 
-    def __init__(self, student="operon", student_options=None, seed=0):
+    def __init__(self, student="operon", student_options=None, seed=0, jobs=None):
         self.student = student
         self.student_options = student_options
         self.seed = seed
+        self.jobs = jobs
 
     def fit(self, X: ArrayLike, y: ArrayLike) -> DirectRegressor:
         cls = registry().student(self.student)
         options = cls.resolve_options(self.student_options or {})
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
         Xs, ys = self._scale(X, y)
-        self._adopt(cls(seed=self.seed, **options).fit(Xs, ys))
+        student = cls(seed=self.seed, **options)
+        student.jobs = available_cores() if self.jobs is None else self.jobs
+        self._adopt(student.fit(Xs, ys))
         return self
 
 
@@ -93,7 +103,12 @@ class Distiller(FormulaEstimator):
     teacher also label m·n extra inputs drawn near the n training rows (Gaussian jitter of
     ``jitter`` standard deviations per feature) for the student to fit, which direct symbolic
     regression cannot do. Without ``X_val``/``y_val``, ``fit`` holds out
-    ``validation_fraction`` of its rows for early stopping and tuning.
+    ``validation_fraction`` of its rows for early stopping and tuning. ``batch_teachers`` trains
+    a tuner's candidate teachers together, as one stack of MLPs (batched matrix products), where
+    the regularizer allows; False trains them one after another (the same numbers within float
+    rounding, slower). ``jobs``: the cores a student fit may use (Operon's threads; None: all
+    available). ``student_rows``: the student fits a seeded subsample of at most that many
+    teacher-labelled rows (None: all of them).
     """
 
     def __init__(
@@ -117,6 +132,9 @@ class Distiller(FormulaEstimator):
         validation_fraction=SPLIT["val"],
         device="cpu",
         seed=0,
+        batch_teachers=True,
+        jobs=None,
+        student_rows=None,
     ):
         self.regularizer = regularizer
         self.lam = lam
@@ -137,6 +155,9 @@ class Distiller(FormulaEstimator):
         self.validation_fraction = validation_fraction
         self.device = device
         self.seed = seed
+        self.batch_teachers = batch_teachers
+        self.jobs = jobs
+        self.student_rows = student_rows
 
     # What the numeric parameters accept, checked by resolve_plugins (plugin names: by the registry).
     parameter_constraints = {
@@ -144,6 +165,8 @@ class Distiller(FormulaEstimator):
         "augment": Interval(float, 0, None),
         "jitter": Interval(float, 0, None),
         "reg_every": Interval(int, 1, None),
+        "jobs": [Interval(int, 1, None), None],
+        "student_rows": [Interval(int, 1, None), None],
     }
 
     def resolve_plugins(self) -> tuple[Regularizer, dict, type[Student], Tuner | None]:
@@ -175,9 +198,12 @@ class Distiller(FormulaEstimator):
         y_val: ArrayLike | None = None,
         progress: Progress | None = None,
         workdir: str | Path | None = None,
+        reuse: Sequence[Trial] = (),
     ) -> Distiller:
         """Fit on (X, y); ``X_val``/``y_val`` score early stopping and tuning; ``progress`` gets
-        (stage, done, total) updates; a tuner may keep files (an Optuna study) in ``workdir``."""
+        (stage, done, total) updates; a tuner may keep files (an Optuna study) in ``workdir``;
+        ``reuse``: trials of another fit on the same rows and settings (``search_.reusable``),
+        used instead of training those teachers again."""
         regularizer, student_options, student_cls, tuner = self.resolve_plugins()
         X_train, y_train, X_valid, y_valid = self._rows(X, y, X_val, y_val)
         Xs, ys = self._scale(X_train, y_train)
@@ -185,12 +211,16 @@ class Distiller(FormulaEstimator):
 
         rng = np.random.default_rng(self.seed)
         extra = Xs[rng.integers(len(Xs), size=round(self.augment * len(Xs)))]
+        X_student = np.vstack([Xs, extra + self.jitter * rng.standard_normal(extra.shape)])
+        if self.student_rows is not None and len(X_student) > self.student_rows:  # a seeded subsample
+            X_student = X_student[np.sort(rng.choice(len(X_student), self.student_rows, replace=False))]
+        self.student_rows_ = len(X_student)
         problem = Problem(
             Xs,
             ys,
             Xv,
             yv,
-            X_student=np.vstack([Xs, extra + self.jitter * rng.standard_normal(extra.shape)]),
+            X_student=X_student,
             regularizer=regularizer,
             widths=tuple(self.widths),
             activation=self.activation,
@@ -202,8 +232,10 @@ class Distiller(FormulaEstimator):
             fingerprint=self._fingerprint(Xs, ys, Xv, yv),
             workdir=None if workdir is None else Path(workdir),
             progress=progress,
+            batch_teachers=self.batch_teachers,
+            jobs=available_cores() if self.jobs is None else self.jobs,
         )
-        self.search_ = Search(problem)
+        self.search_ = Search(problem, reuse)
         chosen = tuner.tune(self.search_) if tuner else self.search_.teacher(float(self.lam))
         self.search_.student_r2(chosen)
         assert chosen.student is not None  # student_r2 fitted it
@@ -227,9 +259,16 @@ class Distiller(FormulaEstimator):
         return X, y, X_val, y_val
 
     def _fingerprint(self, *arrays) -> str:
-        """Short hash of the data and every setting but the tuner's options (a study's identity)."""
+        """Short hash of the data and every setting that defines the problem (a study's identity):
+        not the tuner's options, nor how many cores or which training order compute it."""
         digest = hashlib.sha1(
-            repr(sorted((k, v) for k, v in self.get_params().items() if k != "tuner_options")).encode()
+            repr(
+                sorted(
+                    (k, v)
+                    for k, v in self.get_params().items()
+                    if k not in ("tuner_options", "jobs", "batch_teachers")
+                )
+            ).encode()
         )
         for array in arrays:
             digest.update(np.ascontiguousarray(array).tobytes())

@@ -4,6 +4,7 @@ report, and the validation and test scores of each. No files are written here.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from jacdistill import formula
 from jacdistill.data import Dataset, Split, split_indices
 from jacdistill.estimator import DirectRegressor, Distiller, FormulaEstimator
 from jacdistill.metrics import r2
-from jacdistill.search import Progress
+from jacdistill.search import Progress, Trial
 
 
 @dataclass
@@ -28,9 +29,11 @@ def fit_and_score(
     progress: Progress | None = None,
     workdir: Path | None = None,
     split_seed: int | None = None,
+    reuse: Sequence[Trial] = (),
 ) -> Fitted:
     """Fit ``Distiller(**params)`` on the train/val split and score it on the test split; the
-    split is drawn with ``split_seed`` (default: the model's seed)."""
+    split is drawn with ``split_seed`` (default: the model's seed); ``reuse``: trials of another
+    fit on this split (see ``Distiller.fit``)."""
     split = split_indices(len(data.y), params.get("seed", 0) if split_seed is None else split_seed)
     est = Distiller(**params).fit(
         frame(data, split.train),
@@ -39,6 +42,7 @@ def fit_and_score(
         data.y[split.val],
         progress=progress,
         workdir=workdir,
+        reuse=reuse,
     )
     result = scores(est, data, split)
     metrics = {
@@ -56,6 +60,7 @@ def fit_and_score(
         "teacher_r2_val": result["teacher_r2_val"],
         "student_r2_val": result["student_r2_val"],
         "fidelity_r2_val": result["fidelity_r2_val"],
+        "student_rows": est.student_rows_,
         "teacher_epochs": est.training_.epochs_run,
         "teacher_best_epoch": est.training_.best_epoch,
         "rows": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
@@ -75,6 +80,12 @@ def baseline_params(params: dict) -> dict:
     return {**params, "regularizer": "none", "regularizer_options": None, "lam": 0.0}
 
 
+def reusable_baseline(fitted: Fitted) -> list[Trial]:
+    """The λ = 0 teacher of ``fitted``'s search, for the baseline of the same split and settings."""
+    trial = fitted.estimator.search_.reusable(0.0)
+    return [trial] if trial else []
+
+
 def run(
     data: Dataset,
     params: dict,
@@ -83,14 +94,15 @@ def run(
     workdir: Path | None = None,
 ) -> tuple[Fitted, Fitted | None]:
     """The regularized fit and, unless ``baseline`` is False, the same fit with λ = 0 (which is
-    the regularized fit itself when λ is already 0)."""
+    the regularized fit itself when λ is already 0). A λ = 0 teacher the tuner trained is the
+    baseline's teacher: it is not trained twice."""
     main = fit_and_score(data, params, progress, workdir)
     if not baseline:
         base = None
     elif params["lam"] == 0:
         base = main
     else:
-        base = fit_and_score(data, baseline_params(params), progress)
+        base = fit_and_score(data, baseline_params(params), progress, reuse=reusable_baseline(main))
     main.metrics["baseline"] = dict(base.metrics) if base else None
     return main, base
 
@@ -114,11 +126,13 @@ def scores(est: FormulaEstimator, data: Dataset, split: Split) -> dict:
     return result
 
 
-def direct(data: Dataset, student: str, student_options: dict, seed: int) -> dict:
+def direct(data: Dataset, student: str, student_options: dict, seed: int, jobs: int | None = None) -> dict:
     """The student fitted to the true targets of the training rows of ``seed``'s split, scored as
     a distilled student is (the teacher's entries are None)."""
     split = split_indices(len(data.y), seed)
-    est = DirectRegressor(student, student_options, seed).fit(frame(data, split.train), data.y[split.train])
+    est = DirectRegressor(student, student_options, seed, jobs).fit(
+        frame(data, split.train), data.y[split.train]
+    )
     result = scores(est, data, split)
     return {
         "lam": None,

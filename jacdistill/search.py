@@ -50,26 +50,36 @@ class Problem:
     fingerprint: str  # identifies data and settings (an Optuna study's name)
     workdir: Path | None = None  # where a tuner may keep files
     progress: Progress | None = None
+    batch_teachers: bool = True  # train several candidates as one stack where the penalty allows
+    jobs: int = 1  # cores a student fit may use
 
-    def train_teacher(self, schedule: Schedule) -> tuple[nn.Module, TrainResult]:
-        """A teacher trained under ``schedule`` from the problem seed's initial weights."""
+    def train_teachers(self, schedules: Sequence[Schedule]) -> list[tuple[teacher.MLP, TrainResult]]:
+        """One teacher per schedule, each from the problem seed's initial weights: trained
+        together as one stack where the regularizer handles stacks and ``batch_teachers`` allows,
+        else one after another (the same numbers, within float rounding)."""
         cuda = [torch.device(self.config.device)] if self.config.device.startswith("cuda") else []
-        with torch.random.fork_rng(devices=cuda):  # seeded draws, the caller's RNG state untouched
-            torch.manual_seed(self.seed)  # every candidate starts from the same weights
-            model = teacher.MLP(self.X_train.shape[1], self.widths, 1, self.activation)
-            training = teacher.train(
-                model,
-                self.regularizer,
-                schedule,
-                self.X_train,
-                self.y_train,
-                self.X_val,
-                self.y_val,
-                self.config,
-                self.seed,
-                self._on_epoch,
-            )
-        return model.cpu(), training
+        together = self.batch_teachers and len(schedules) > 1 and self.regularizer.handles_stacks()
+        results = []
+        for group in [schedules] if together else [[s] for s in schedules]:
+            with torch.random.fork_rng(devices=cuda):  # seeded draws, the caller's RNG state untouched
+                models = [self._initial_model() for _ in group]
+                arrays = (self.X_train, self.y_train, self.X_val, self.y_val, self.config)
+                if together:
+                    seeds = [self.seed] * len(group)
+                    fitted = teacher.train_stack(
+                        models, self.regularizer, group, *arrays, seeds, self._on_epoch
+                    )
+                    results += [(model.cpu(), training) for model, training in fitted]
+                else:
+                    training = teacher.train(
+                        models[0], self.regularizer, group[0], *arrays, self.seed, self._on_epoch
+                    )
+                    results.append((models[0].cpu(), training))
+        return results
+
+    def _initial_model(self) -> teacher.MLP:
+        torch.manual_seed(self.seed)  # every candidate starts from the same weights, seeded draws after
+        return teacher.MLP(self.X_train.shape[1], self.widths, 1, self.activation)
 
     def _on_epoch(self, epoch: int, val_mse: float) -> None:
         if self.progress:
@@ -80,6 +90,7 @@ class Problem:
         if self.progress:
             self.progress("student", 0, 1)
         student = self.new_student(seed)
+        student.jobs = self.jobs
         try:
             student.fit(self.X_student, teacher.predict(model, self.X_student))
         except (ValueError, TypeError) as exc:  # most often an option value the student rejects
@@ -124,9 +135,11 @@ class Search:
     """Trains teachers and fits students on a :class:`Problem` for a tuner, caching teachers by
     λ and counting the cost. Candidates may be asked for several at a time (``teachers``)."""
 
-    def __init__(self, problem: Problem):
+    def __init__(self, problem: Problem, reuse: Sequence[Trial] = ()):
+        """``reuse``: trials of an earlier search on the same rows and settings, taken as they are
+        instead of trained (and not counted as this search's compute)."""
         self.problem: Problem | None = problem
-        self.trials: list[Trial] = []
+        self.trials: list[Trial] = list(reuse)
         self.teacher_trainings = self.student_fits = 0
         self.teacher_seconds = self.student_seconds = 0.0
 
@@ -146,11 +159,12 @@ class Search:
         return self.live.fingerprint
 
     def teachers(self, lams: Sequence[float]) -> list[Trial]:
-        """One trial per λ (constant, early stopping on validation MSE); each λ is trained once."""
-        return [
-            self._cached(float(lam)) or self._train(EarlyStopping(lam, self.live.config.patience))
-            for lam in lams
-        ]
+        """One trial per λ (constant, early stopping on validation MSE); each λ is trained once,
+        and those not trained yet are trained together."""
+        new = [lam for lam in dict.fromkeys(map(float, lams)) if self._cached(lam) is None]
+        patience = self.live.config.patience
+        self._train([EarlyStopping(lam, patience) for lam in new])
+        return [self._cached(float(lam)) for lam in lams]  # type: ignore[misc]  # all trained now
 
     def teacher(self, lam: float) -> Trial:
         """The trial for one constant λ (see :meth:`teachers`)."""
@@ -158,23 +172,47 @@ class Search:
 
     def scheduled(self, schedule: Schedule) -> Trial:
         """A teacher trained under a λ schedule of the tuner's own (never cached)."""
-        trial = self._train(schedule)
+        (trial,) = self._train([schedule])
         trial.extra["schedule"] = type(schedule).__name__
         return trial
 
     def _cached(self, lam: float) -> Trial | None:
         return next((t for t in self.trials if t.lam == lam and "schedule" not in t.extra), None)
 
-    def _train(self, schedule: Schedule) -> Trial:
+    def _train(self, schedules: list[Schedule]) -> list[Trial]:
+        if not schedules:
+            return []
         started = time.perf_counter()
-        model, training = self.live.train_teacher(schedule)
-        seconds = time.perf_counter() - started
-        self.teacher_trainings += 1
-        self.teacher_seconds += seconds
-        val_r2 = r2(self.live.y_val, teacher.predict(model, self.live.X_val))
-        trial = Trial(training.lam, model, training, val_r2, seconds)
-        self.trials.append(trial)
-        return trial
+        fitted = self.live.train_teachers(schedules)
+        seconds = (time.perf_counter() - started) / len(schedules)  # a share of the batch's time
+        self.teacher_trainings += len(schedules)
+        self.teacher_seconds += seconds * len(schedules)
+        trials = [
+            Trial(
+                training.lam,
+                model,
+                training,
+                r2(self.live.y_val, teacher.predict(model, self.live.X_val)),
+                seconds,
+            )
+            for model, training in fitted
+        ]
+        self.trials += trials
+        return trials
+
+    def reusable(self, lam: float) -> Trial | None:
+        """A copy of the constant-λ trial for ``lam`` to hand to another search of the same
+        problem (a baseline reusing its tuner's λ = 0 teacher): its student only if seeded with the
+        problem's seed."""
+        trial = self._cached(float(lam))
+        if trial is None:
+            return None
+        own_student = "student_seed" not in trial.extra
+        return Trial(
+            trial.lam, trial.model, trial.training, trial.teacher_r2_val, 0.0,
+            trial.student if own_student else None, trial.student_r2_val if own_student else None,
+            {"reused": True},
+        )  # fmt: skip
 
     def student_r2(self, trial: Trial, seed: int | None = None) -> float:
         """Fit the student on ``trial``'s teacher (once; seeded ``seed``, else the problem's seed)

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from jacdistill import storage
+from jacdistill.data import Dataset
 from jacdistill.options import JacdistillError
 from jacdistill.trials import ARMS, DEFAULT_SEEDS, DEFAULT_STUDENTS, trial_path
 
@@ -158,21 +159,27 @@ def pending(sweep_dir: Path, spec: SweepSpec) -> list[tuple[str, str, int]]:
     return list(dict.fromkeys(unit for unit, _ in missing(sweep_dir, spec)))
 
 
-def run_unit(spec: SweepSpec, sweep_dir: str, unit: tuple[str, str, int]) -> int:
-    """Run the unfinished arms of one (dataset, student, seed); return how many trials ran."""
+def run_unit(spec: SweepSpec, sweep_dir: str, unit: tuple[str, str, int], jobs: int = 1) -> int:
+    """Run the unfinished arms of one (dataset, student, seed) with ``jobs`` cores for each
+    student fit; return how many trials ran.
+
+    The regularized arm runs before the baseline, whose teacher is the tuner's λ = 0 teacher when
+    the tuner trained one, and the control's first candidate is the baseline itself: nothing is
+    trained twice."""
     import torch
 
     from jacdistill.data import load_bundled
 
     torch.set_num_threads(1)  # one process per core: small MLPs gain nothing from more threads
     dataset, student, seed = unit
-    data, ran = load_bundled(dataset), 0
-    for arm in spec.arms:
-        path = trial_path(Path(sweep_dir), dataset, student, arm, seed)
+    work = Unit(spec, load_bundled(dataset), student, seed, Path(sweep_dir), jobs)
+    ran = 0
+    for arm in sorted(spec.arms, key=RUN_ORDER.index):
+        path = trial_path(work.sweep_dir, dataset, student, arm, seed)
         if path.exists():
             continue
         started = time.perf_counter()
-        record = ARM_RUNNERS[arm](spec, data, student, seed, Path(sweep_dir))
+        record = ARM_RUNNERS[arm](work)
         record.update(
             dataset=dataset, student=student, arm=arm, seed=seed, seconds=time.perf_counter() - started
         )
@@ -181,45 +188,88 @@ def run_unit(spec: SweepSpec, sweep_dir: str, unit: tuple[str, str, int]) -> int
     return ran
 
 
-def _distilled(spec, data, student, seed, sweep_dir, model_seed=None, baseline=False, **changes) -> dict:
-    """A distilled student on the unit's split (``seed``); the teacher and student are seeded
-    ``model_seed`` (default: the unit's seed too)."""
+RUN_ORDER = ("direct", "regularized", "baseline", "augmented", "control")
+
+
+@dataclass
+class Unit:
+    """One (dataset, student, seed) being run, and the fits its arms made in this process."""
+
+    spec: SweepSpec
+    data: Dataset
+    student: str
+    seed: int
+    sweep_dir: Path
+    jobs: int = 1  # cores for each student fit
+    fits: dict = field(default_factory=dict)  # arm -> evaluation.Fitted
+
+    def distil(
+        self, arm: str, model_seed: int | None = None, baseline: bool = False, reuse=(), **changes
+    ) -> dict:
+        """A distilled student on the unit's split; teacher and student seeded ``model_seed``
+        (default: the unit's seed). The fit is kept under ``arm`` for later arms to reuse."""
+        from jacdistill import evaluation
+
+        params = self.spec.params(self.student, self.seed if model_seed is None else model_seed, **changes)
+        params["jobs"] = self.jobs
+        fitted = evaluation.fit_and_score(
+            self.data,
+            evaluation.baseline_params(params) if baseline else params,
+            split_seed=self.seed,
+            reuse=reuse,
+        )
+        self.fits[arm] = fitted
+        return fitted.metrics
+
+    def finished(self, arm: str) -> dict | None:
+        """The metrics of ``arm`` for this unit: from this process's fit, or from its trial file."""
+        if arm in self.fits:
+            return self.fits[arm].metrics
+        path = trial_path(self.sweep_dir, self.data.name, self.student, arm, self.seed)
+        return storage.read_json(path) if path.exists() else None
+
+
+def _baseline(unit: Unit) -> dict:
     from jacdistill import evaluation
 
-    params = spec.params(student, seed if model_seed is None else model_seed, **changes)
-    return evaluation.fit_and_score(
-        data, evaluation.baseline_params(params) if baseline else params, split_seed=seed
-    ).metrics
+    regularized = unit.fits.get("regularized")
+    return unit.distil(
+        "baseline", baseline=True, reuse=evaluation.reusable_baseline(regularized) if regularized else ()
+    )
 
 
-def _direct(spec, data, student, seed, sweep_dir) -> dict:
+def _direct(unit: Unit) -> dict:
     from jacdistill import evaluation
 
-    return evaluation.direct(data, student, spec.student_options.get(student, {}), seed)
+    options = unit.spec.student_options.get(unit.student, {})
+    return evaluation.direct(unit.data, unit.student, options, unit.seed, unit.jobs)
 
 
-def _control(spec, data, student, seed, sweep_dir) -> dict:
+def _control(unit: Unit) -> dict:
+    """The best on validation of k λ = 0 runs seeded by restart seeds (k: the regularized arm's
+    teacher trainings); the first (the unit's seed) is the baseline."""
     from jacdistill.metrics import rank_score
     from jacdistill.search import restart_seed
 
-    regularized = storage.read_json(trial_path(sweep_dir, data.name, student, "regularized", seed))
+    regularized = unit.finished("regularized")
+    assert regularized is not None  # SweepSpec: the control runs with the regularized arm, after it
     k = regularized["tuning"]["compute"]["teacher_trainings"] if "tuning" in regularized else 1
-    candidates = [
-        _distilled(spec, data, student, seed, sweep_dir, model_seed=restart_seed(seed, i), baseline=True)
-        for i in range(k)
+    first = unit.finished("baseline") or unit.distil("baseline", baseline=True)
+    candidates = [first] + [
+        unit.distil(f"control{i}", model_seed=restart_seed(unit.seed, i), baseline=True) for i in range(1, k)
     ]
     best = max(candidates, key=lambda m: rank_score(m["student_r2_val"]))
-    return {**best, "candidates": k, "candidate_seeds": [m["seed"] for m in candidates]}
+    keys = ("dataset", "student", "arm", "seed", "seconds")  # a trial file's own keys, set anew
+    return {**{key: v for key, v in best.items() if key not in keys}, "candidates": k,
+            "candidate_seeds": [restart_seed(unit.seed, i) for i in range(k)]}  # fmt: skip
 
 
-ARM_RUNNERS: dict[str, Callable] = {
+ARM_RUNNERS: dict[str, Callable[[Unit], dict]] = {
     "direct": _direct,
-    "baseline": lambda spec, data, student, seed, d: _distilled(spec, data, student, seed, d, baseline=True),
-    "regularized": lambda spec, data, student, seed, d: _distilled(
-        spec, data, student, seed, d, lam=spec.lam
-    ),
-    "augmented": lambda spec, data, student, seed, d: _distilled(
-        spec, data, student, seed, d, lam=spec.lam, augment=spec.augment, jitter=spec.jitter
+    "baseline": _baseline,
+    "regularized": lambda unit: unit.distil("regularized", lam=unit.spec.lam),
+    "augmented": lambda unit: unit.distil(
+        "augmented", lam=unit.spec.lam, augment=unit.spec.augment, jitter=unit.spec.jitter
     ),
     "control": _control,
 }

@@ -5,8 +5,9 @@ from __future__ import annotations
 import copy
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ class MLP(nn.Module):
         sizes = [d_in, *widths]
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.out = nn.Linear(sizes[-1], d_out)
-        self.architecture = {
+        self.architecture: dict[str, Any] = {
             "d_in": d_in,
             "widths": [int(w) for w in widths],
             "d_out": d_out,
@@ -49,6 +50,77 @@ class MLP(nn.Module):
         for layer in self.hidden:
             x = self.act(layer(x))
         return self.out(x)
+
+
+class MLPStack(nn.Module):
+    """k MLPs of one architecture side by side, trained together: each weight is stacked along a
+    leading member axis, so one batched matrix product serves every member.
+
+    Inputs have shape (k, B, d_in), member i seeing its own rows ``x[i]``; outputs (k, B, d_out).
+    Parameters: ``weights[l]`` (k, H_l, H_{l-1}), ``biases[l]`` (k, H_l), ``out_weight``
+    (k, d_out, H_L), ``out_bias`` (k, d_out) — the members' ``hidden[l].weight`` etc. stacked.
+    """
+
+    def __init__(self, members: Sequence[MLP]):
+        super().__init__()
+        first = members[0]
+        if any(m.architecture != first.architecture for m in members):
+            raise ValueError("an MLPStack's members share one architecture")
+        self.architecture, self.activation = first.architecture, first.activation
+        self.act = ACTIVATIONS[self.activation]()
+
+        def stacked(get) -> nn.Parameter:
+            return nn.Parameter(torch.stack([get(m).detach() for m in members]))
+
+        layers = range(len(first.hidden))
+        self.weights = nn.ParameterList(stacked(lambda m, i=i: m.hidden[i].weight) for i in layers)
+        self.biases = nn.ParameterList(stacked(lambda m, i=i: m.hidden[i].bias) for i in layers)
+        self.out_weight = stacked(lambda m: m.out.weight)
+        self.out_bias = stacked(lambda m: m.out.bias)
+
+    def __len__(self) -> int:
+        return self.out_weight.shape[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for w, b in zip(self.weights, self.biases):
+            x = self.act(torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2)))
+        return torch.baddbmm(self.out_bias.unsqueeze(1), x, self.out_weight.transpose(1, 2))
+
+    def stacked(self) -> list[nn.Parameter]:
+        """The stacked parameters in one fixed order: weights, biases, out_weight, out_bias."""
+        return [*self.weights, *self.biases, self.out_weight, self.out_bias]
+
+    def member_weights(self, i: int) -> list[torch.Tensor]:
+        """A copy of member ``i``'s weights, in the order of :meth:`stacked`."""
+        return [p[i].detach().clone() for p in self.stacked()]
+
+    def member(self, i: int) -> MLP:
+        """Member ``i`` as a plain MLP (a copy of its weights)."""
+        return self.as_mlp(self.member_weights(i))
+
+    def as_mlp(self, weights: list[torch.Tensor]) -> MLP:
+        """A plain MLP of this stack's architecture holding ``weights`` (from member_weights)."""
+        model = MLP(**self.architecture).to(weights[0].device)
+        layers = len(model.hidden)
+        with torch.no_grad():
+            for i in range(layers):
+                layer = cast(nn.Linear, model.hidden[i])
+                layer.weight.copy_(weights[i])
+                layer.bias.copy_(weights[layers + i])
+            model.out.weight.copy_(weights[-2])
+            model.out.bias.copy_(weights[-1])
+        return model
+
+    def keep_members(self, rows: list[int], optimizer: torch.optim.Optimizer) -> None:
+        """Drop every member but ``rows`` (in that order), from the weights and from the
+        optimizer's per-element state (Adam's moments), so the members left train on as before."""
+        for p in self.stacked():
+            shape = p.shape
+            p.data, p.grad = p.data[rows], None
+            state = optimizer.state[p]
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == shape:
+                    state[key] = value[rows]
 
 
 @dataclass
@@ -116,57 +188,112 @@ def train(
     seed: int,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place (the kept epoch's weights restored) and report.
+    """Train one ``model`` in place (the kept epoch's weights restored) and report.
 
     ``schedule`` sets λ per epoch and decides which weights are kept and when to stop (usually
     :class:`EarlyStopping`). Inputs are standardized float arrays; ``y`` has shape (n,) or (n, k).
     Shuffling is drawn from a generator seeded by ``seed`` so the same seed gives the same weights
     on CPU.
     """
-    device = torch.device(config.device)
-    as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)
-    Xt, Xv = as_tensor(X_train), as_tensor(X_val)
-    yt, yv = as_tensor(y_train).reshape(len(Xt), -1), as_tensor(y_val).reshape(len(Xv), -1)
-    model.to(device)
+    data = _Data(X_train, y_train, X_val, y_val, config.device)
+    model.to(data.device)
+    (kept, result) = _fit(model, regularizer, [schedule], data, config, [seed], on_epoch)[0]
+    model.load_state_dict(kept)
+    return result
+
+
+def train_stack(
+    models: Sequence[MLP],
+    regularizer: Regularizer,
+    schedules: Sequence[Schedule],
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    config: TrainConfig,
+    seeds: Sequence[int],
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> list[tuple[MLP, TrainResult]]:
+    """Train k MLPs of one architecture together, as an :class:`MLPStack`, each from its own
+    initial weights with its own schedule and seed (minibatch order): member by member what
+    :func:`train` gives, in one loop of batched products. A member that stops keeps its weights
+    and leaves the stack; the rest go on. Returns each member's kept MLP and report, in order.
+
+    ``regularizer`` must handle stacks (``Regularizer.handles_stacks``)."""
+    data = _Data(X_train, y_train, X_val, y_val, config.device)
+    stack = MLPStack(models).to(data.device)
+    fitted = _fit(stack, regularizer, list(schedules), data, config, list(seeds), on_epoch)
+    return [(stack.as_mlp(kept), result) for kept, result in fitted]
+
+
+class _Data:
+    """Training and validation rows as float32 tensors on the training device."""
+
+    def __init__(self, X_train, y_train, X_val, y_val, device):
+        self.device = torch.device(device)
+        as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=self.device)
+        self.X, self.Xv = as_tensor(X_train), as_tensor(X_val)
+        self.y = as_tensor(y_train).reshape(len(self.X), -1)
+        self.yv = as_tensor(y_val).reshape(len(self.Xv), -1)
+
+
+def _fit(model, regularizer, schedules, data, config, seeds, on_epoch) -> list[tuple[Any, TrainResult]]:
+    """The training loop, for one plain model or an MLPStack (one schedule and seed per member).
+    Returns each member's kept weights (a state dict, or member_weights of a stack) and report."""
+    stacked = isinstance(model, MLPStack)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    generator = torch.Generator().manual_seed(seed)
-    kept = None
-    history, step = [], 0
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    alive = list(range(len(schedules)))  # the members still training, in the stack's order
+    kept: list = [None] * len(schedules)
+    histories: list[list[dict]] = [[] for _ in schedules]
+    n, step = len(data.X), 0
     for epoch in range(1, config.epochs + 1):
-        epoch_lam = schedule.lam_for(epoch)
+        lams = [schedules[i].lam_for(epoch) for i in alive]
+        order = torch.stack([torch.randperm(n, generator=generators[i]) for i in alive]).to(data.device)
         model.train()
-        total, count = 0.0, 0
-        for batch in torch.randperm(len(Xt), generator=generator).to(device).split(config.batch_size):
+        totals = torch.zeros(len(alive), dtype=torch.float64)
+        for rows in order.split(config.batch_size, dim=1):
             step += 1
-            loss = training_step(
-                model,
-                optimizer,
-                regularizer,
-                Xt[batch],
-                yt[batch],
-                lazy_weight(epoch_lam, step, config.reg_every),
-            ).item()
-            if not math.isfinite(loss):
+            weights = [lazy_weight(lam, step, config.reg_every) for lam in lams]
+            weight: float | torch.Tensor
+            if stacked:
+                x, y, weight = data.X[rows], data.y[rows], torch.tensor(weights, device=data.device)
+            else:
+                x, y, weight = data.X[rows[0]], data.y[rows[0]], weights[0]
+            losses = training_step(model, optimizer, regularizer, x, y, weight).reshape(-1).double().cpu()
+            if not torch.isfinite(losses).all():
                 raise JacdistillError(
-                    f"teacher training diverged at epoch {epoch} (loss {loss}); "
+                    f"teacher training diverged at epoch {epoch} (loss {losses.max().item()}); "
                     f"try a smaller --lam or learning rate"
                 )
-            total += loss * len(batch)
-            count += len(batch)
+            totals += losses * rows.shape[1]
         model.eval()
         with torch.no_grad():
-            val_mse = torch.mean((model(Xv) - yv) ** 2).item()
-        history.append({"epoch": epoch, "lam": epoch_lam, "train_loss": total / count, "val_mse": val_mse})
+            Xv = data.Xv.expand(len(alive), -1, -1) if stacked else data.Xv
+            val_mses = (model(Xv) - data.yv).square().mean(dim=(-2, -1)).reshape(-1).tolist()
+        leaving = []
+        for j, (i, lam, val_mse) in enumerate(zip(alive, lams, val_mses)):
+            histories[i].append(
+                {"epoch": epoch, "lam": lam, "train_loss": totals[j].item() / n, "val_mse": val_mse}
+            )
+            keep, stop = schedules[i].observe(epoch, val_mse)
+            if keep or kept[i] is None:
+                weights_now = model.member_weights(j) if stacked else copy.deepcopy(model.state_dict())
+                kept[i] = (epoch, val_mse, lam, weights_now)
+            if stop:
+                leaving.append(j)
         if on_epoch:
-            on_epoch(epoch, val_mse)
-        keep, stop = schedule.observe(epoch, val_mse)
-        if keep or kept is None:
-            kept = (epoch, val_mse, epoch_lam, copy.deepcopy(model.state_dict()))
-        if stop:
-            break
-    assert kept is not None  # the first epoch is always kept
-    model.load_state_dict(kept[3])
-    return TrainResult(len(history), kept[0], kept[1], kept[2], history)
+            on_epoch(epoch, val_mses[0])
+        if leaving:
+            staying = [j for j in range(len(alive)) if j not in leaving]
+            alive = [alive[j] for j in staying]
+            if not alive:
+                break
+            model.keep_members(staying, optimizer)
+    return [
+        (weights, TrainResult(len(history), epoch, val_mse, lam, history))
+        for (epoch, val_mse, lam, weights), history in zip(kept, histories)
+    ]
 
 
 def lazy_weight(lam: float, step: int, every: int) -> float:
@@ -181,12 +308,13 @@ def training_step(
     regularizer: Regularizer,
     x: torch.Tensor,
     y: torch.Tensor,
-    lam: float,
+    lam: float | torch.Tensor,
 ) -> torch.Tensor:
-    """One optimisation step on MSE + λ·penalty; returns the loss before the step."""
+    """One optimisation step on MSE + λ·penalty; returns the loss before the step (one value per
+    member for an MLPStack, whose ``lam`` is then a tensor with one λ per member)."""
     loss = regularizer.loss(model, x, y, lam)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.sum().backward()
     optimizer.step()
     return loss.detach()
 

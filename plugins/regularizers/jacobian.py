@@ -27,7 +27,8 @@ ALL_BACKENDS = BACKENDS + GPU_BACKENDS
 
 
 def output_and_jacobian_norm(model, x):
-    """(f(x), mean_b ‖J_f(x_b)‖²_F) for any module whose rows are independent samples.
+    """(f(x), mean_b ‖J_f(x_b)‖²_F) for any module whose rows are independent samples; for an
+    MLPStack (x: k×B×d) one mean per member.
 
     One backward pass per output column (each row's output depends only on its own input, so the
     gradient of the column sum is the stack of per-sample gradients); ``create_graph=True`` keeps
@@ -35,12 +36,12 @@ def output_and_jacobian_norm(model, x):
     """
     x = x.detach().requires_grad_(True)
     out = model(x)
-    cols = out.reshape(len(x), -1)
-    total = x.new_zeros(())
-    for k in range(cols.shape[1]):
-        (grad,) = torch.autograd.grad(cols[:, k].sum(), x, create_graph=True)
-        total = total + grad.pow(2).sum()
-    return out, total / len(x)
+    cols = out.reshape(*x.shape[:-1], -1)
+    total = x.new_zeros(x.shape[:-2])
+    for k in range(cols.shape[-1]):
+        (grad,) = torch.autograd.grad(cols[..., k].sum(), x, create_graph=True)
+        total = total + grad.pow(2).sum(dim=(-2, -1))
+    return out, total / x.shape[-2]
 
 
 class JacobianPenalty(Regularizer):
@@ -113,8 +114,11 @@ class JacobianPenalty(Regularizer):
             return out, jac.pow(2).sum() / len(x)
         return output_and_jacobian_norm(model, x)
 
+    def handles_stacks(self):
+        return self.backend != "triton"  # the Triton kernels take one plain MLP
+
     def loss(self, model, x, y, lam):
-        if lam:
+        if bool(torch.as_tensor(lam).any()):
             backend = self.backend_for(model, x)
             if backend == "triton":
                 from jacdistill.kernels import jacnorm

@@ -10,8 +10,11 @@ class NoPenalty(Regularizer):
 
     name = "none"
 
+    def handles_stacks(self):
+        return True
+
     def output_and_penalty(self, model, x):
-        return model(x), torch.zeros((), device=x.device)
+        return model(x), torch.zeros(x.shape[:-2], device=x.device)
 
     def loss(self, model, x, y, lam):
         return super().loss(model, x, y, 0.0)

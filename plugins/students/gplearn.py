@@ -52,7 +52,7 @@ class GplearnStudent(EstimatorStudent):
         "p_hoist_mutation": 0.05,
         "p_point_mutation": 0.1,
         "max_samples": 1.0,
-        "n_jobs": 1,
+        "n_jobs": 1,  # gplearn's process pool is slower than one core at these budgets (measured)
     }
     constraints = {
         "population_size": Interval(int, 1, None),

@@ -12,6 +12,7 @@ class OperonStudent(EstimatorStudent):
     """pyoperon's SymbolicRegressor; its infix model string (variables X1…Xd) is parsed by sympy."""
 
     name = "operon"
+    jobs_parameter = "n_threads"  # Operon's result does not depend on its thread count (checked)
     defaults = {
         "allowed_symbols": "add,sub,mul,div,constant,variable,sin,cos,exp,tanh",
         "population_size": 500,
@@ -19,7 +20,6 @@ class OperonStudent(EstimatorStudent):
         "max_evaluations": 200_000,
         "max_length": 30,
         "optimizer_iterations": 5,
-        "n_threads": 1,
     }
     constraints = {
         "allowed_symbols": Text,

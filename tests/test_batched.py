@@ -135,3 +135,14 @@ def test_the_baseline_reuses_the_tuners_zero_teacher_and_scores_as_if_retrained(
     fresh = evaluation.fit_and_score(data, evaluation.baseline_params(params)).metrics
     for key in ("teacher_r2_test", "student_r2_test", "fidelity_r2_test", "formula", "teacher_best_epoch"):
         assert base.metrics[key] == fresh[key], key
+
+
+def test_optuna_asks_for_a_batch_of_lambdas_and_trains_them_together():
+    X, y, Xv, yv = problem_arrays(n=200, seed=2)
+    est = Distiller(
+        student="tree", student_options={"max_depth": 3}, tuner="optuna",
+        tuner_options={"n_trials": 4, "batch": 2}, widths=(8,), epochs=10, patience=3,
+    ).fit(X, y, Xv, yv)  # fmt: skip
+    studied = [t for t in est.search_.trials if t.lam > 0]
+    assert len(studied) == 4 and est.search_.compute()["teacher_trainings"] == 5  # and λ = 0
+    assert all(t.student_r2_val is not None for t in studied)

@@ -1,5 +1,6 @@
 """``constrained``: the largest λ whose teacher stays within ``tol`` (relative) of the λ = 0
-teacher's validation MSE, found by bisection in log λ. No student is fitted while searching."""
+teacher's validation MSE, found by bisection in log λ. No student is fitted while searching.
+The first three candidates (0, ``lo``, ``hi``) train together; each bisection step trains one."""
 
 import math
 
@@ -24,12 +25,11 @@ class ConstrainedTuner(Tuner):
 
     def tune(self, search):
         tol, lo, hi, budget = (self.options[k] for k in ("tol", "lo", "hi", "max_trainings"))
-        reference = search.teacher(0.0)
+        # The first round together: λ = 0 (the reference), the top and the bottom of the range.
+        reference, top, best = search.teachers([0.0, hi, lo])
         feasible = lambda trial: trial.val_mse <= (1 + tol) * reference.val_mse
-        top = search.teacher(hi)
         if feasible(top):
             return top
-        best = search.teacher(lo)
         if not feasible(best):
             return reference
         low, high = math.log10(lo), math.log10(hi)  # invariant: low feasible, high not

@@ -4,6 +4,8 @@ The study lives in an Optuna storage: by default an SQLite file ``optuna.db`` in
 directory (in memory when there is none); ``storage=URL`` names any Optuna storage, and running
 again with the same URL and data resumes the study, counting the trials already finished toward
 ``n_trials``. λ = 0 is evaluated beside the study when ``include_zero`` (log λ cannot reach it).
+``batch=b`` asks the sampler for b λ at a time and trains their teachers together (faster; the
+sampler then sees b results later, so the λ it proposes differ from one-at-a-time).
 """
 
 from jacdistill import JacdistillError, Tuner, hookimpl
@@ -20,6 +22,7 @@ class OptunaTuner(Tuner):
         "include_zero": True,
         "storage": None,
         "study_name": None,
+        "batch": 1,
     }
     constraints = {
         "n_trials": Interval(int, 1, None),
@@ -28,6 +31,7 @@ class OptunaTuner(Tuner):
         "include_zero": Boolean,
         "storage": [Text, None],
         "study_name": [Text, None],
+        "batch": Interval(int, 1, None),
     }
 
     @classmethod
@@ -59,14 +63,20 @@ class OptunaTuner(Tuner):
             ) from None
         lo, hi = self.options["lo"], self.options["hi"]
 
-        def objective(trial):
-            return max(
-                rank_score(search.student_r2(search.teacher(trial.suggest_float("lam", lo, hi, log=True)))),
-                -1e9,
-            )
-
         finished = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-        study.optimize(objective, n_trials=max(0, self.options["n_trials"] - finished))
+        remaining = max(0, self.options["n_trials"] - finished)
+        while remaining:  # ask for a batch of λ, train their teachers together, tell the scores
+            asked = [study.ask() for _ in range(min(self.options["batch"], remaining))]
+            try:
+                trials = search.teachers([t.suggest_float("lam", lo, hi, log=True) for t in asked])
+                scores = [max(rank_score(search.student_r2(trial)), -1e9) for trial in trials]
+            except BaseException:  # an interrupted batch is failed, not left running in the study
+                for t in asked:
+                    study.tell(t, state=optuna.trial.TrialState.FAIL)
+                raise
+            for t, score in zip(asked, scores):
+                study.tell(t, score)
+            remaining -= len(asked)
         candidates = [search.teacher(study.best_params["lam"])]  # retrained if found by an earlier run
         if self.options["include_zero"]:
             candidates.append(search.teacher(0.0))

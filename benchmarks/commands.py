@@ -41,6 +41,49 @@ def saved(path: str | None) -> None:
         click.echo(f"written to {path}")
 
 
+def check_device(ctx, param, value: str) -> str:
+    """A device a benchmark can run on here: cpu, or cuda / cuda:N of a GPU present."""
+    from jacdistill.estimator import device_problem
+
+    problem = device_problem(value)
+    if problem:
+        raise click.BadParameter(problem)
+    return value
+
+
+def parse_nets(ctx, param, values: tuple[str, ...]) -> tuple[tuple[int, ...], ...]:
+    """``--net 16-64-64-1`` -> (16, 64, 64, 1), checked before anything is measured."""
+    nets = []
+    for text in values:
+        try:
+            sizes = tuple(int(v) for v in text.split("-"))
+        except ValueError:
+            sizes = ()
+        if len(sizes) < 3 or min(sizes) < 1 or max(sizes) > 2**16:
+            raise click.BadParameter(
+                f"expects d-w1-…-k, positive sizes up to 65536 with at least one hidden width, "
+                f"e.g. 16-64-64-1; got '{text}'"
+            )
+        nets.append(sizes)
+    return tuple(nets)
+
+
+def check_seeds(text: str | None) -> tuple[int, ...] | None:
+    from jacdistill.cli import split_list
+
+    seeds = split_list(text, int)
+    if seeds is None:
+        return None
+    if not seeds:
+        raise JacdistillError(f"--seeds expects at least one seed, got '{text}'")
+    for i, seed in enumerate(seeds):
+        if not 0 <= seed <= 2**31 - 1:
+            raise JacdistillError(f"--seeds: {seed} is not in [0, {2**31 - 1}]")
+        if seed in seeds[:i]:
+            raise JacdistillError(f"--seeds lists {seed} twice; give each once")
+    return seeds
+
+
 @click.group()
 def bench():
     """Measure speed; with --out DIR the results go to a JSON file there, with machine and versions."""
@@ -57,7 +100,7 @@ def bench():
 @click.option(
     "--repeats", type=click.IntRange(min=8), default=24, show_default=True, help="Steps per cell and round."
 )
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, callback=check_device)
 @out_option
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def bench_step(rounds, repeats, device, out, as_json):
@@ -83,7 +126,13 @@ def bench_step(rounds, repeats, device, out, as_json):
     multiple=True,
     help="Batch size (repeatable; default 1024, 16384, 262144).",
 )
-@click.option("--net", "nets", multiple=True, help="MLP as d-w1-…-k, e.g. 16-64-64-1 (repeatable).")
+@click.option(
+    "--net",
+    "nets",
+    multiple=True,
+    callback=parse_nets,
+    help="MLP as d-w1-…-k, e.g. 16-64-64-1 (repeatable).",
+)
 @click.option("--interpret", is_flag=True, help="Triton's CPU interpreter on a tiny grid: a correctness run.")
 @out_option
 @click.option("--json", "as_json", is_flag=True, help="Print device and rows as JSON.")
@@ -122,9 +171,14 @@ def bench_tuners(datasets, seeds, out, as_json):
     """λ tuners against the grid: chosen λ, student test R², wall time (CPU; takes a while)."""
     from jacdistill.benchmarks import tuners
     from jacdistill.cli import split_list
+    from jacdistill.data import bundled_entry
     from jacdistill.tables import markdown_table
 
-    names, seed_list = split_list(datasets) or tuners.DATASETS, split_list(seeds, int)
+    names, seed_list = split_list(datasets) or tuners.DATASETS, check_seeds(seeds)
+    for i, name in enumerate(names):
+        bundled_entry(name)
+        if name in names[:i]:
+            raise JacdistillError(f"--datasets lists '{name}' twice; give each once")
     rows = tuners.measure(names, seed_list, log=lambda line: click.echo(line, err=True))
     summary = tuners.summarize(rows)
     settings = {
@@ -139,6 +193,45 @@ def bench_tuners(datasets, seeds, out, as_json):
         click.echo(json.dumps({"rows": rows, "summary": summary, "file": path}, indent=2))
     else:
         click.echo(markdown_table(summary, tuners.COLUMNS))
+        saved(path)
+
+
+@bench.command("e2e")
+@click.option("--quick", is_flag=True, help="A smoke run of about a minute: tiny epochs, students and sizes.")
+@click.option(
+    "--budget",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds for the whole benchmark; row sizes that would not fit are skipped "
+    "[default: 540, --quick 120].",
+)
+@out_option
+@click.option("--json", "as_json", is_flag=True, help="Print rows and summary as JSON.")
+def bench_e2e(quick, budget, out, as_json):
+    """End-to-end wall time, batched against sequential teachers: an 8-λ grid against one teacher,
+    a default run, each tuner, a sweep unit and growth with rows (CPU; about 9 minutes)."""
+    import dataclasses
+    from pathlib import Path
+
+    from jacdistill.benchmarks import e2e
+    from jacdistill.tables import markdown_table
+
+    plan = e2e.QUICK if quick else e2e.FULL
+    if budget is not None:
+        plan = dataclasses.replace(plan, budget=budget)
+    rows, summary = e2e.measure(plan, log=lambda line: click.echo(line, err=True))
+    path = save("e2e", rows, e2e.settings(plan), "cpu", out, summary=summary)
+    if out is not None:
+        e2e.plot(rows, Path(out) / "e2e-rows.png")
+    if as_json:
+        click.echo(json.dumps({"rows": rows, "summary": summary, "file": path}, indent=2))
+    else:
+        click.echo(markdown_table(rows, e2e.COLUMNS))
+        click.echo("")
+        click.echo(markdown_table(e2e.ratio_rows(summary), e2e.RATIO_COLUMNS))
+        click.echo(f"benchmark time: {summary['seconds']:.0f} s")
+        for flag in summary["flags"]:
+            click.echo(f"FLAG: {flag}")
         saved(path)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 import time
 import warnings
@@ -40,18 +41,31 @@ class Jacdistill(click.Group):
         registry().add_commands(self)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """The one error boundary: a user error (bad option or value, unusable file, directory,
+        network address, database or plugin, too little memory) is one line naming what and where,
+        exit 2; an unexpected internal error is one line with the path of a log file holding the
+        traceback, exit 1; Ctrl-C is exit 130. ``--debug`` also prints the traceback."""
         warnings.showwarning = lambda message, *_, **__: click.echo(f"warning: {message}", err=True)
+        argv = sys.argv[1:] if args is None else list(args)
+        debug = "--debug" in next((argv[:i] for i, a in enumerate(argv) if not a.startswith("-")), argv)
         try:
-            super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.NoArgsIsHelpError as exc:
             click.echo(exc.ctx.get_help())
             sys.exit(0)
         except click.ClickException as exc:
             fail(exc.format_message(), exc.exit_code)
-        except JacdistillError as exc:
-            fail(str(exc), 2)
         except (KeyboardInterrupt, click.exceptions.Abort):
             fail("interrupted; finished files are kept", 130)
+        except Exception as exc:  # noqa: BLE001 - the boundary: every failure becomes one line
+            if debug:
+                import traceback
+
+                traceback.print_exc()
+            expected = user_error(exc)
+            if expected is not None:
+                fail(expected, 2)
+            fail(f"internal error ({internal_summary(exc)}); {log_traceback(exc, argv)}", 1)
         sys.exit(0)
 
 
@@ -60,13 +74,88 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+ALLOCATION_FAILURES = ("can't allocate memory", "out of memory", "failed to allocate")  # torch's words
+
+
+def user_error(exc: BaseException) -> str | None:
+    """The one-line message of an expected failure (the user can fix it: exit 2), or None for an
+    internal error."""
+    if isinstance(exc, JacdistillError):
+        return str(exc)
+    name, module = type(exc).__name__, type(exc).__module__
+    first = (str(exc).strip().splitlines() or [""])[0]
+    allocation = isinstance(exc, RuntimeError) and any(s in first.lower() for s in ALLOCATION_FAILURES)
+    if isinstance(exc, MemoryError) or name == "OutOfMemoryError" or allocation:
+        return (
+            f"out of memory ({name}{': ' + first[:200] if first else ''}); "
+            f"try smaller --widths, --batch-size or data"
+        )
+    if isinstance(exc, OSError):  # file system (permissions, disk full, read-only) and network
+        what = exc.strerror or first or name
+        where = exc.filename if exc.filename is not None else traceback_path(exc)
+        if where is not None:
+            what += f": {where}" + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+        return f"{what} ({name})"
+    if module.startswith("sqlalchemy") or module.startswith("optuna"):  # a tuner's storage=URL
+        return f"{module.split('.')[0]} ({name}): {first}"
+    if module.startswith("pluggy"):
+        return f"plugin error ({name}): {first}"
+    return None
+
+
+def traceback_path(exc: BaseException) -> str | None:
+    """The file an OSError without a file name was about: the innermost ``path`` being handled."""
+    from pathlib import PurePath
+
+    tb, found = exc.__traceback__, None
+    while tb is not None:
+        value = tb.tb_frame.f_locals.get("path")
+        if isinstance(value, (str, PurePath)) and str(value):
+            found = str(value)
+        tb = tb.tb_next
+    return found
+
+
+def internal_summary(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first[:200]}" if first else type(exc).__name__
+
+
+def log_traceback(exc: BaseException, argv: list[str]) -> str:
+    """Write the traceback to ``jacdistill-error-<time>.log`` in the temp dir; say where."""
+    import datetime as dt
+    import platform
+    import tempfile
+    import traceback
+    from pathlib import Path
+
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    text = (
+        f"jacdistill {__version__}, Python {platform.python_version()}, {platform.platform()}\n"
+        f"command: jacdistill {' '.join(argv)}\n\n" + "".join(traceback.format_exception(exc))
+    )
+    try:
+        fd, name = tempfile.mkstemp(prefix=f"jacdistill-error-{stamp}-", suffix=".log", text=True)
+        with open(fd, "w") as fh:
+            fh.write(text)
+    except OSError as err:
+        return f"could not write the traceback to a log ({err.strerror}); rerun with --debug to see it"
+    return f"traceback in {Path(name)} (please report it; --debug shows it here)"
+
+
 @click.group(
     cls=Jacdistill,
     epilog="Plugins can add more commands, loaded when named: jacdistill's "
     "own add 'bench' (see 'jacdistill bench --help').",
 )
 @click.version_option(__version__, prog_name="jacdistill")
-def cli():
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Print the traceback of any failure (otherwise: one line; an internal error's "
+    "traceback goes to a log file in the temp folder).",
+)
+def cli(debug):
     """Distil a neural network into a formula a person can read."""
 
 
@@ -90,6 +179,30 @@ def parse_lam(ctx, param, value: str | None) -> float | str | None:
     if not lam >= 0 or lam == float("inf"):
         raise click.BadParameter(f"expects a finite number >= 0, got '{value}'")
     return lam
+
+
+class FiniteFloat(click.FloatRange):
+    """A float range that refuses nan and ±inf (click's own lets nan through every bound)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"expects a finite number, got '{value}'", param, ctx)
+        return number
+
+
+def parse_device(ctx, param, value: str) -> str:
+    """Only cpu, cuda and cuda:N (checked here without loading torch; whether that GPU exists is
+    checked with the other settings, by ``Distiller.resolve_plugins``)."""
+    import re
+
+    if not re.fullmatch(r"cpu(:0)?|cuda(:\d+)?", value):
+        raise click.BadParameter(f"device '{value}' is not supported; use cpu, cuda or cuda:N")
+    return value
+
+
+MAX_SEED = 2**31 - 1  # as Distiller.parameter_constraints["seed"]: see the --seed help
+MAX_THREADS = 1024  # as Distiller.parameter_constraints["jobs"]: more is a typo, not a machine
 
 
 class Bars:
@@ -187,14 +300,25 @@ PROBLEM_OPTIONS = [  # what defines one distillation problem; shared by run and 
         help="Maximum teacher epochs (early stopping on validation MSE).",
     ),
     click.option("--batch-size", cls=DistillerOption, type=click.IntRange(min=1)),
-    click.option("--lr", cls=DistillerOption, type=click.FloatRange(min=0, min_open=True)),
+    click.option("--lr", cls=DistillerOption, type=FiniteFloat(min=0, min_open=True)),
     click.option("--patience", cls=DistillerOption, type=click.IntRange(min=1)),
-    click.option("--seed", cls=DistillerOption, type=int),
-    click.option("--device", cls=DistillerOption, help="cpu, or cuda when available."),
+    click.option(
+        "--seed",
+        cls=DistillerOption,
+        type=click.IntRange(0, MAX_SEED),
+        help="Seed of the split, the teacher and the student (numpy's generators take no negative "
+        "seed, the students' random_state none of 2**32 or more, restarts add 1000 per restart).",
+    ),
+    click.option(
+        "--device",
+        cls=DistillerOption,
+        callback=parse_device,
+        help="cpu, or cuda / cuda:N when available.",
+    ),
     click.option(
         "--jobs",
         cls=DistillerOption,
-        type=click.IntRange(min=1),
+        type=click.IntRange(1, MAX_THREADS),
         show_default="all available cores",
         help="Cores a student fit may use (Operon's threads).",
     ),
@@ -211,7 +335,7 @@ PROBLEM_OPTIONS = [  # what defines one distillation problem; shared by run and 
     ),
     click.option(
         "--threads",
-        type=click.IntRange(min=1),
+        type=click.IntRange(1, MAX_THREADS),
         default=1,
         show_default=True,
         help="Torch CPU threads: one is as fast for small MLPs and robust on a busy machine.",
@@ -228,16 +352,13 @@ def problem_options(command):
 
 def load_problem(dataset, data, target, lam, opts):
     """(table, Distiller parameters, resolved plugin options) from the shared options; fails on a
-    bad file, plugin or option before any training."""
-    import torch
-
+    bad file, plugin or option before any training (the data before torch loads: a bad file
+    fails fast)."""
     from jacdistill.data import load_bundled, load_file
-    from jacdistill.estimator import Distiller
-
-    torch.set_num_threads(opts.pop("threads"))
 
     if dataset is not None and data is not None:
         raise JacdistillError("give either --dataset or --data, not both")
+    reject_unused(lam, opts)
     table = (
         load_file(data, target)
         if data is not None
@@ -248,6 +369,12 @@ def load_problem(dataset, data, target, lam, opts):
             f"bundled dataset '{table.name}' has target '{table.target_name}'; "
             f"--target applies to --data files"
         )
+
+    import torch
+
+    from jacdistill.estimator import Distiller
+
+    torch.set_num_threads(opts.pop("threads"))
     reg_options = parse_key_values(opts["reg_opt"], "--reg-opt")
     if opts["backend"] is not None:
         reg_options["backend"] = opts["backend"]
@@ -284,6 +411,30 @@ def load_problem(dataset, data, target, lam, opts):
         "tuner": tuner.options if tuner else None,
     }
     return table, params, resolved
+
+
+def reject_unused(lam, opts) -> None:
+    """An option this run would ignore is an error, not a silent no-op: the tuner and its options
+    with a fixed λ (run --lam NUMBER), and λ, the tuner or the penalty's settings with
+    ``--regularizer none`` (no penalty, so λ = 0). The Python API checks the tuner's name and
+    options even where it goes unused (``Distiller.resolve_plugins``)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    typed = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    given = lambda name: ctx.get_parameter_source(name) in typed
+    tuner_flags = [flag for name, flag in (("tuner", "--tuner"), ("tuner_opt", "--tuner-opt")) if given(name)]
+    if opts["regularizer"] == "none":
+        if ctx.command.name == "tune":
+            raise JacdistillError("tune chooses the penalty weight λ; --regularizer none has no penalty")
+        penalty_flags = [
+            flag for name, flag in (("lam", "--lam"), ("reg_every", "--reg-every")) if given(name)
+        ]
+        unused = tuner_flags + penalty_flags
+        if unused:
+            raise JacdistillError(f"{unused[0]} is unused with --regularizer none (no penalty, λ = 0)")
+    elif lam != "auto" and tuner_flags:
+        raise JacdistillError(f"{tuner_flags[0]} is unused when --lam is fixed; drop it or give --lam auto")
 
 
 def start_run_dir(command, table, params, resolved, out, **settings):
@@ -327,11 +478,14 @@ def run(dataset, data, target, lam, out, as_json, no_baseline, **opts):
     run_dir = start_run_dir("run", table, params, resolved, out, data_file=data, baseline=not no_baseline)
     bars = Bars(enabled=not as_json and sys.stderr.isatty())
     started = time.perf_counter()
-    try:
-        main, base = evaluation.run(table, params, baseline=not no_baseline, progress=bars, workdir=run_dir)
-    finally:
-        bars.close()
-    pipeline.write_run(run_dir, table, main, base)
+    with pipeline.marking_interrupts(run_dir):
+        try:
+            main, base = evaluation.run(
+                table, params, baseline=not no_baseline, progress=bars, workdir=run_dir
+            )
+        finally:
+            bars.close()
+        pipeline.write_run(run_dir, table, main, base)
     if as_json:
         click.echo((run_dir / "metrics.json").read_text(), nl=False)
     else:
@@ -348,11 +502,12 @@ def tune(dataset, data, target, out, as_json, **opts):
     table, params, resolved = load_problem(dataset, data, target, "auto", opts)
     run_dir = start_run_dir("tune", table, params, resolved, out, data_file=data)
     bars = Bars(enabled=not as_json and sys.stderr.isatty())
-    try:
-        report = evaluation.tune(table, params, progress=bars, workdir=run_dir)
-    finally:
-        bars.close()
-    pipeline.write_tuning(run_dir, report)
+    with pipeline.marking_interrupts(run_dir):
+        try:
+            report = evaluation.tune(table, params, progress=bars, workdir=run_dir)
+        finally:
+            bars.close()
+        pipeline.write_tuning(run_dir, report)
     if as_json:
         click.echo((run_dir / "tuning.json").read_text(), nl=False)
         return
@@ -527,26 +682,38 @@ def sweep(
         parse_key_values(student_opt, "--student-opt"),
     )
     sweeps.check(spec)
-    sweeps.prepare(Path(out), spec)
+    check_scheduler(executor, scheduler)
+    try:
+        sweeps.prepare(Path(out), spec)
+    except RecursionError:
+        raise JacdistillError(f"cannot read {Path(out) / 'sweep.json'}: nested too deeply") from None
     todo = len(sweeps.missing(Path(out), spec))
     total = len(spec.units()) * len(spec.arms)
     started = time.perf_counter()
-    with tqdm(
-        total=total,
-        initial=total - todo,
-        desc="trials",
-        unit="trial",
-        file=sys.stderr,
-        disable=not sys.stderr.isatty(),
-    ) as bar:
-        ran = sweeps.execute(
-            spec,
-            Path(out),
-            executor,
-            workers,
-            scheduler,
-            on_done=lambda n: bar.update(total - todo + n - bar.n),
+    try:
+        with tqdm(
+            total=total,
+            initial=total - todo,
+            desc="trials",
+            unit="trial",
+            file=sys.stderr,
+            disable=not sys.stderr.isatty(),
+        ) as bar:
+            ran = sweeps.execute(
+                spec,
+                Path(out),
+                executor,
+                workers,
+                scheduler,
+                on_done=lambda n: bar.update(total - todo + n - bar.n),
+            )
+    except sweeps.Stopped as stop:  # exit 130 for SIGINT, 143 for SIGTERM: 128 + the signal
+        kept = total - len(sweeps.missing(Path(out), spec))
+        click.echo(
+            f"sweep stopped: {kept - (total - todo)} trials finished, {kept} kept in {out}; rerun to resume",
+            err=True,
         )
+        sys.exit(128 + stop.signum)
     click.echo(
         f"sweep: {ran} trials run, {total - todo} already finished, {total} in all, "
         f"{time.perf_counter() - started:.0f} s; report: jacdistill report {out}"
@@ -561,10 +728,41 @@ def report(sweep_dir, as_json):
     from jacdistill import report as reports
     from jacdistill import storage
 
-    if as_json:
-        click.echo(storage.to_json(reports.report_json(sweep_dir)))
+    try:
+        if as_json:
+            click.echo(storage.to_json(reports.report_json(sweep_dir)))
+            return
+        click.echo(f"report written to {reports.write_report(sweep_dir)}")
+    except RecursionError:
+        raise JacdistillError(f"cannot read {too_deep(sweep_dir)}: JSON nested too deeply") from None
+
+
+def too_deep(sweep_dir: str) -> str:
+    """The JSON file of a sweep directory that is nested too deeply to read (or the directory)."""
+    from pathlib import Path
+
+    for path in [Path(sweep_dir) / "sweep.json", *sorted(Path(sweep_dir, "trials").glob("*.json"))]:
+        try:
+            json.loads(path.read_text())
+        except RecursionError:
+            return str(path)
+        except (OSError, ValueError):
+            continue
+    return sweep_dir
+
+
+def check_scheduler(executor: str, scheduler: str | None) -> None:
+    """A Dask scheduler address is [tcp|tls|ws|wss|ucx://]HOST:PORT, and only the dask executor
+    uses one."""
+    import re
+
+    if scheduler is None:
         return
-    click.echo(f"report written to {reports.write_report(sweep_dir)}")
+    if executor != "dask":
+        raise JacdistillError("--scheduler is unused with --executor local; add --executor dask")
+    match = re.fullmatch(r"(?:(tcp|tls|ws|wss|ucx)://)?(\[[0-9a-fA-F:.]+\]|[\w.-]+):(\d{1,5})", scheduler)
+    if match is None or not 1 <= int(match.group(3)) <= 65535:
+        raise JacdistillError(f"--scheduler expects an address such as tcp://HOST:PORT, got '{scheduler}'")
 
 
 def main():

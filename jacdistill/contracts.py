@@ -78,6 +78,14 @@ class Student(PluginOptions, ABC):
     Inputs to ``fit``/``predict`` are standardized arrays (n×d) and a 1-d target. After ``fit``
     the student exposes its model as a sympy expression over sympy Symbols named ``x0 … x{d-1}``;
     the pipeline renames them to feature names and undoes the standardization.
+
+    A fitted student must pickle, and predict exactly as before once loaded: a pickled
+    ``Distiller`` carries its student and those of its search's trials. Python, numpy and
+    scikit-learn state pickles as it is. A student that holds objects which do not (handles into
+    C++ or Julia) drops them after ``fit`` if ``predict``, ``expression`` and ``complexity`` do not
+    need them (the Operon student drops pyoperon's final population), or else defines
+    ``__getstate__`` to store a picklable form of them (a model string, node list or sympy
+    expression) and ``__setstate__`` to rebuild them from it.
     """
 
     kind = "student"

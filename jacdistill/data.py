@@ -68,11 +68,32 @@ def load_file(path: str | Path, target: str | None = None, name: str | None = No
             frame = pd.read_parquet(path)
         else:
             frame = pd.read_csv(path)
+            # pandas renames a repeated header (a, a -> a, a.1): read the header as it is written
+            header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+            names = [str(c) for c in header.iloc[0]] if len(header) else []
+            repeated = duplicated(names)
+            if repeated is not None:
+                raise JacdistillError(f"{path}: column name '{repeated}' appears twice; rename one")
+            unnamed = [i + 1 for i, name in enumerate(names) if not name.strip()]
+            if unnamed and len(names) > 1:  # pandas would call it "Unnamed: …"
+                raise JacdistillError(f"{path}: column {unnamed[0]} has no name in the header; name it")
     except pd.errors.EmptyDataError:
         raise JacdistillError(f"data file is empty: {path}") from None
+    except JacdistillError:
+        raise
     except Exception as exc:
         raise JacdistillError(f"cannot read {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
     return from_frame(frame, target, name or path.stem)
+
+
+def duplicated(names: list[str]) -> str | None:
+    """The first name that appears more than once, or None."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
 
 
 def from_frame(frame: pd.DataFrame, target: str | None, name: str) -> Dataset:
@@ -84,6 +105,9 @@ def from_frame(frame: pd.DataFrame, target: str | None, name: str) -> Dataset:
             f"found {frame.shape[1]} column(s){hint}"
         )
     columns = [str(c) for c in frame.columns]
+    repeated = duplicated(columns)
+    if repeated is not None:
+        raise JacdistillError(f"{name}: column name '{repeated}' appears twice; rename one")
     frame.columns = columns
     target = columns[-1] if target is None else target
     if target not in columns:
@@ -104,11 +128,36 @@ def from_frame(frame: pd.DataFrame, target: str | None, name: str) -> Dataset:
             f"{name}: {int(bad.sum())} missing or infinite value(s), "
             f"first in column '{column}'; clean or drop those rows first"
         )
+    unscalable = scale_problem(values)
+    if unscalable is not None:
+        raise JacdistillError(f"{name}: {scale_message(values, unscalable, repr(columns[unscalable]))}")
     y = frame[target].to_numpy(dtype=np.float64)
     if np.ptp(y) == 0:
         raise JacdistillError(f"{name}: target '{target}' is constant; nothing to learn")
     features = [c for c in columns if c != target]
     return Dataset(name, frame[features].to_numpy(dtype=np.float64), y, features, target)
+
+
+def scale_problem(values: np.ndarray) -> int | None:
+    """The first column (of an n×d array) whose mean, standard deviation or standardized values
+    are not finite in float64 (values near 1e154 and beyond square to inf), or None."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        mean, scale = values.mean(axis=0), values.std(axis=0)
+        ok = np.isfinite(mean) & np.isfinite(scale)
+        ok &= (scale > 0) | (np.ptp(values, axis=0) == 0)  # a spread whose square underflows to 0
+        spread = np.where(scale > 0, scale, 1.0)
+        ok &= np.isfinite((values - mean) / spread).all(axis=0)
+    bad = np.nonzero(~ok)[0]
+    return int(bad[0]) if len(bad) else None
+
+
+def scale_message(values: np.ndarray, column: int, name: str) -> str:
+    largest = float(np.abs(values[:, column]).max())
+    size = "large" if largest > 1 else "small"
+    return (
+        f"column {name} has values up to {largest:.3g}, too {size} to standardize in float64 "
+        f"(its variance {'overflows' if size == 'large' else 'underflows'}); rescale it"
+    )
 
 
 def split_indices(n: int, seed: int, val: float = SPLIT["val"], test: float = SPLIT["test"]) -> Split:
@@ -131,6 +180,11 @@ class Standardizer:
 
     @classmethod
     def fit(cls, values: np.ndarray) -> Standardizer:
+        """Fitted on ``values`` (n×d); a column whose mean or variance overflows float64 is a
+        JacdistillError (standardizing it would turn it into zeros or NaN)."""
+        column = scale_problem(values)
+        if column is not None:
+            raise JacdistillError(scale_message(values, column, str(column)))
         scale = values.std(axis=0)
         return cls(values.mean(axis=0), np.where(scale > 0, scale, 1.0))
 

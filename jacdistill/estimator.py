@@ -25,7 +25,16 @@ from torch import nn
 from jacdistill import formula, teacher
 from jacdistill.contracts import Regularizer, Student
 from jacdistill.data import SPLIT, Standardizer, split_indices
-from jacdistill.options import Interval, JacdistillError, OneOf, as_constraint
+from jacdistill.options import (
+    Boolean,
+    Interval,
+    JacdistillError,
+    ListOf,
+    OneOf,
+    Satisfies,
+    Text,
+    as_constraint,
+)
 from jacdistill.registry import registry
 from jacdistill.search import Problem, Progress, Search, Trial, Tuner
 
@@ -67,7 +76,9 @@ class FormulaEstimator(RegressorMixin, BaseEstimator):
         return self.y_scaler_.inverse(self.student_.predict(X)[:, None])[:, 0]
 
     def formula(self, target: str = "y", digits: int | None = None) -> str:
-        """The student's formula in the data's units, e.g. ``y = 3.1*x0 + sin(x1)``."""
+        """The student's formula in the data's units, e.g. ``y = 3.1*x0 + sin(x1)``, over safe
+        identifiers for the column names (``jacdistill.formula.variables(self.formula_, target)``
+        maps them back; ``formula_`` is the sympy expression over the names themselves)."""
         check_is_fitted(self)
         return formula.as_text(self.formula_, target, digits)
 
@@ -93,6 +104,60 @@ class DirectRegressor(FormulaEstimator):
         return self
 
 
+def device_problem(device) -> str | None:
+    """Why a teacher cannot train on ``device`` here (None: it can): ``cpu``, or ``cuda`` /
+    ``cuda:N`` naming a GPU this machine has; anything else torch parses (meta, mps, ...) is refused."""
+    if not isinstance(device, str):
+        return f"device must be text such as 'cpu' or 'cuda', got {device!r}"
+    try:
+        parsed = torch.device(device)
+    except Exception:  # noqa: BLE001 - torch raises RuntimeError or ValueError for a malformed one
+        return f"device '{device}' is not a device; use cpu, cuda or cuda:N"
+    if parsed.type == "cpu" and parsed.index in (None, 0):
+        return None
+    if parsed.type != "cuda":
+        return f"device '{device}' is not supported; use cpu, cuda or cuda:N"
+    if not torch.cuda.is_available():
+        return f"device '{device}' requested but CUDA is not available here"
+    count = torch.cuda.device_count()
+    if parsed.index is not None and parsed.index >= count:
+        return f"device '{device}' requested but this machine has {count} CUDA device(s)"
+    return None
+
+
+def available_memory(device: str) -> int | None:
+    """Bytes of memory free for a teacher on ``device`` (None: unknown)."""
+    if device.startswith("cuda"):
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    try:
+        with open("/proc/meminfo") as fh:
+            info = dict(line.split(":", 1) for line in fh if ":" in line)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_problem(widths: tuple[int, ...], device: str) -> str | None:
+    """Why an MLP with hidden ``widths`` cannot fit in memory on ``device`` (None: it may). A lower
+    bound: one input and one output, float32 weights, gradients and Adam's two moments."""
+    parameters, before = 0, 1
+    for width in (*widths, 1):
+        parameters, before = parameters + (before + 1) * width, width
+    need, free = 16 * parameters, available_memory(device)
+    if free is None or need <= free:
+        return None
+    gib = lambda n: f"{n / 2**30:.3g} GiB"
+    return (
+        f"widths {','.join(map(str, widths))}: {parameters:.3g} teacher parameters need at least "
+        f"{gib(need)} (weights, gradients, optimizer state) but {gib(free)} is free on {device}"
+    )
+
+
 class Distiller(FormulaEstimator):
     """Distil a smooth teacher MLP into a symbolic student.
 
@@ -108,7 +173,8 @@ class Distiller(FormulaEstimator):
     the regularizer allows; False trains them one after another (the same numbers within float
     rounding, slower). ``jobs``: the cores a student fit may use (Operon's threads; None: all
     available). ``student_rows``: the student fits a seeded subsample of at most that many
-    teacher-labelled rows (None: all of them).
+    teacher-labelled rows (None: all of them; the default, 5 000, cost no student R² on ccpp or a
+    50 000-row problem in benchmarks/student_rows.py).
     """
 
     def __init__(
@@ -134,7 +200,7 @@ class Distiller(FormulaEstimator):
         seed=0,
         batch_teachers=True,
         jobs=None,
-        student_rows=None,
+        student_rows=5000,  # benchmarks/student_rows.py: no loss in student R² at 1 000+ rows
     ):
         self.regularizer = regularizer
         self.lam = lam
@@ -159,36 +225,58 @@ class Distiller(FormulaEstimator):
         self.jobs = jobs
         self.student_rows = student_rows
 
-    # What the numeric parameters accept, checked by resolve_plugins (plugin names: by the registry).
+    # What the parameters accept, checked by resolve_plugins before any training (plugin names
+    # and options: by the registry and the plugins). Seeds: numpy's generators take no negative
+    # seed, torch none from 2**64, the students' random_state none from 2**32, and restarts seed
+    # seed + 1000·i: [0, 2**31 - 1] works for all of them.
     parameter_constraints = {
+        "regularizer": Text,
+        "student": Text,
+        "tuner": Text,
+        "regularizer_options": [Satisfies(lambda v: isinstance(v, dict), "a dict"), None],
+        "student_options": [Satisfies(lambda v: isinstance(v, dict), "a dict"), None],
+        "tuner_options": [Satisfies(lambda v: isinstance(v, dict), "a dict"), None],
         "lam": [OneOf("auto"), Interval(float, 0, None)],
         "augment": Interval(float, 0, None),
         "jitter": Interval(float, 0, None),
         "reg_every": Interval(int, 1, None),
-        "jobs": [Interval(int, 1, None), None],
+        "widths": ListOf(Interval(int, 1, None)),
+        "activation": OneOf(*teacher.ACTIVATIONS),
+        "epochs": Interval(int, 1, None),
+        "batch_size": Interval(int, 1, None),
+        "lr": Interval(float, 0, None, closed="neither"),
+        "patience": Interval(int, 1, None),
+        "validation_fraction": Interval(float, 0, 1, closed="neither"),
+        "device": Satisfies(lambda d: device_problem(d) is None, "cpu, cuda or cuda:N (a GPU present here)"),
+        "seed": Interval(int, 0, 2**31 - 1),
+        "batch_teachers": Boolean,
+        "jobs": [Interval(int, 1, 1024), None],
         "student_rows": [Interval(int, 1, None), None],
     }
 
     def resolve_plugins(self) -> tuple[Regularizer, dict, type[Student], Tuner | None]:
         """Check λ, the device and the plugin names and options; return (regularizer, student
         options, student class, tuner or None). Raises JacdistillError before any training."""
+        problem = device_problem(self.device)
+        if problem:
+            raise JacdistillError(problem)
         for key, declared in self.parameter_constraints.items():
             constraint, value = as_constraint(declared), getattr(self, key)
             if not constraint.accepts(value):
-                raise JacdistillError(f"{key} must be {constraint.description}, got {value!r}")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise JacdistillError(f"device '{self.device}' requested but CUDA is not available here")
+                shown = repr(value).replace("\n", " ")
+                raise JacdistillError(f"{key} must be {constraint.description}, got {shown[:200]}")
+        problem = memory_problem(tuple(self.widths), self.device)
+        if problem:
+            raise JacdistillError(problem)
         plugins = registry()
         reg_cls = plugins.regularizer(self.regularizer)
         student_cls = plugins.student(self.student)
-        tuner = (
-            plugins.tuner(self.tuner)(seed=self.seed, **(self.tuner_options or {}))
-            if self.lam == "auto"
-            else None
-        )
+        # the tuner's name and options are checked even where a fixed λ leaves them unused
+        tuner = plugins.tuner(self.tuner)(seed=self.seed, **(self.tuner_options or {}))
         regularizer = reg_cls(**(self.regularizer_options or {}))
         regularizer.check_device(self.device)
-        return regularizer, student_cls.resolve_options(self.student_options or {}), student_cls, tuner
+        student_options = student_cls.resolve_options(self.student_options or {})
+        return regularizer, student_options, student_cls, tuner if self.lam == "auto" else None
 
     def fit(
         self,
@@ -204,6 +292,28 @@ class Distiller(FormulaEstimator):
         (stage, done, total) updates; a tuner may keep files (an Optuna study) in ``workdir``;
         ``reuse``: trials of another fit on the same rows and settings (``search_.reusable``),
         used instead of training those teachers again."""
+        problem, tuner = self.problem(X, y, X_val, y_val, progress, workdir)
+        self.search_ = Search(problem, reuse)
+        chosen = tuner.tune(self.search_) if tuner else self.search_.teacher(float(self.lam))
+        self.search_.student_r2(chosen)
+        assert chosen.student is not None  # student_r2 fitted it
+        self.search_.release()
+        self.lam_, self.teacher_, self.training_ = chosen.lam, chosen.model, chosen.training
+        self._adopt(chosen.student)
+        self.timings_ = {"teacher": self.search_.teacher_seconds, "student": self.search_.student_seconds}
+        return self
+
+    def problem(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        X_val: ArrayLike | None = None,
+        y_val: ArrayLike | None = None,
+        progress: Progress | None = None,
+        workdir: str | Path | None = None,
+    ) -> tuple[Problem, Tuner | None]:
+        """The first half of ``fit``: check the settings and rows, fit the scalers, and return the
+        standardized :class:`Problem` with the tuner (None for a fixed λ); nothing is trained."""
         regularizer, student_options, student_cls, tuner = self.resolve_plugins()
         X_train, y_train, X_valid, y_valid = self._rows(X, y, X_val, y_val)
         Xs, ys = self._scale(X_train, y_train)
@@ -215,35 +325,18 @@ class Distiller(FormulaEstimator):
         if self.student_rows is not None and len(X_student) > self.student_rows:  # a seeded subsample
             X_student = X_student[np.sort(rng.choice(len(X_student), self.student_rows, replace=False))]
         self.student_rows_ = len(X_student)
-        problem = Problem(
-            Xs,
-            ys,
-            Xv,
-            yv,
-            X_student=X_student,
-            regularizer=regularizer,
-            widths=tuple(self.widths),
-            activation=self.activation,
-            config=teacher.TrainConfig(
-                self.epochs, self.batch_size, self.lr, self.patience, self.device, self.reg_every
-            ),
-            new_student=functools.partial(student_cls, **student_options),
-            seed=self.seed,
-            fingerprint=self._fingerprint(Xs, ys, Xv, yv),
-            workdir=None if workdir is None else Path(workdir),
-            progress=progress,
-            batch_teachers=self.batch_teachers,
-            jobs=available_cores() if self.jobs is None else self.jobs,
+        config = teacher.TrainConfig(
+            self.epochs, self.batch_size, self.lr, self.patience, self.device, self.reg_every
         )
-        self.search_ = Search(problem, reuse)
-        chosen = tuner.tune(self.search_) if tuner else self.search_.teacher(float(self.lam))
-        self.search_.student_r2(chosen)
-        assert chosen.student is not None  # student_r2 fitted it
-        self.search_.release()
-        self.lam_, self.teacher_, self.training_ = chosen.lam, chosen.model, chosen.training
-        self._adopt(chosen.student)
-        self.timings_ = {"teacher": self.search_.teacher_seconds, "student": self.search_.student_seconds}
-        return self
+        new_student = functools.partial(student_cls, **student_options)
+        problem = Problem(
+            Xs, ys, Xv, yv, X_student=X_student, regularizer=regularizer, widths=tuple(self.widths),
+            activation=self.activation, config=config, new_student=new_student,
+            seed=self.seed, fingerprint=self._fingerprint(Xs, ys, Xv, yv),
+            workdir=None if workdir is None else Path(workdir), progress=progress,
+            batch_teachers=self.batch_teachers, jobs=available_cores() if self.jobs is None else self.jobs,
+        )  # fmt: skip
+        return problem, tuner
 
     def _rows(self, X, y, X_val, y_val) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Checked training and validation rows; without ``X_val``, held out from (X, y)."""

@@ -14,7 +14,7 @@ from jacdistill import formula
 from jacdistill.data import Dataset, Split, split_indices
 from jacdistill.estimator import DirectRegressor, Distiller, FormulaEstimator
 from jacdistill.metrics import r2
-from jacdistill.search import Progress, Trial
+from jacdistill.search import Progress, Search, Trial
 
 
 @dataclass
@@ -57,6 +57,7 @@ def fit_and_score(
         "fidelity_r2_test": result["fidelity_r2_test"],
         "complexity": int(est.complexity_),
         "formula": formula.as_text(est.formula_, data.target_name, digits=6),
+        "variables": formula.variables(est.formula_, data.target_name),
         "teacher_r2_val": result["teacher_r2_val"],
         "student_r2_val": result["student_r2_val"],
         "fidelity_r2_val": result["fidelity_r2_val"],
@@ -84,6 +85,16 @@ def reusable_baseline(fitted: Fitted) -> list[Trial]:
     """The λ = 0 teacher of ``fitted``'s search, for the baseline of the same split and settings."""
     trial = fitted.estimator.search_.reusable(0.0)
     return [trial] if trial else []
+
+
+def restart_teachers(data: Dataset, params: dict, seeds: Sequence[int], split_seed: int) -> list[Trial]:
+    """The teachers ``Distiller(**params, seed=s)`` trains at its fixed λ, for every seed s of
+    ``seeds``, trained together on ``split_seed``'s split; hand trial i to the fit with seed s_i
+    (``fit_and_score(..., reuse=[trial])``), which then fits and scores only its student."""
+    split = split_indices(len(data.y), split_seed)
+    search = Search(Distiller(**params).problem(frame(data, split.train), data.y[split.train],
+                                                frame(data, split.val), data.y[split.val])[0])  # fmt: skip
+    return search.restarts(float(params["lam"]), seeds)
 
 
 def run(
@@ -143,6 +154,7 @@ def direct(data: Dataset, student: str, student_options: dict, seed: int, jobs: 
         "student_r2_val": result["student_r2_val"],
         "complexity": int(est.complexity_),
         "formula": formula.as_text(est.formula_, data.target_name, digits=6),
+        "variables": formula.variables(est.formula_, data.target_name),
     }
 
 
@@ -170,6 +182,13 @@ def tune(data: Dataset, params: dict, progress: Progress | None = None, workdir:
         "compute": est.search_.compute(),
         **{
             k: metrics[k]
-            for k in ("teacher_r2_test", "student_r2_test", "fidelity_r2_test", "complexity", "formula")
+            for k in (
+                "teacher_r2_test",
+                "student_r2_test",
+                "fidelity_r2_test",
+                "complexity",
+                "formula",
+                "variables",
+            )
         },
     }

@@ -1,9 +1,13 @@
 """The run directory of ``jacdistill run`` and ``jacdistill tune``: its name, ``config.json``,
-model files, ``metrics.json`` / ``tuning.json`` (written last: they mark a finished run)."""
+``status.json`` (running, finished or interrupted; see :func:`run_status`), model files,
+``metrics.json`` / ``tuning.json`` (the results: they mark a finished run)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import socket
 from pathlib import Path
 
 from jacdistill import formula, storage, teacher
@@ -27,7 +31,8 @@ FINISHED_MARKERS = ("metrics.json", "tuning.json")
 
 
 def prepare_run_dir(path: str | Path, config: dict) -> Path:
-    """Create the run directory and write ``config.json``; refuse to overwrite a finished run."""
+    """Create the run directory, write ``config.json`` and mark it running (with this process's
+    pid); refuse to overwrite a finished run."""
     path = Path(path)
     if any((path / name).exists() for name in FINISHED_MARKERS):
         raise JacdistillError(f"{path} already holds a finished run; choose another --out")
@@ -36,13 +41,59 @@ def prepare_run_dir(path: str | Path, config: dict) -> Path:
     except OSError as exc:
         raise JacdistillError(f"cannot create run directory {path}: {exc.strerror}") from None
     storage.write_json(path / "config.json", config)
+    status = {"state": "running", "pid": os.getpid(), "host": socket.gethostname(), "started": _now()}
+    storage.write_json(path / STATUS, status)
     return path
+
+
+STATUS = "status.json"
+
+
+def _now() -> str:
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _mark(path: Path, state: str) -> None:
+    """Set ``status.json``'s state and when it was reached, keeping the pid and start time (if the
+    directory was made by :func:`prepare_run_dir`)."""
+    earlier = storage.read_json(path / STATUS) if (path / STATUS).exists() else {}
+    storage.write_json(path / STATUS, {**earlier, "state": state, state: _now()})
+
+
+def run_status(path: str | Path) -> str | None:
+    """``running``, ``finished``, ``interrupted`` (by Ctrl-C) or ``abandoned`` (it says running but
+    its process is gone: killed, or its machine stopped); None where there is no ``status.json``
+    (not a run directory, or one from before status files). A run started on another host counts
+    as running: its process cannot be checked from here."""
+    try:
+        status = storage.read_json(Path(path) / STATUS)
+    except FileNotFoundError:
+        return None
+    if status["state"] != "running" or status["host"] != socket.gethostname():
+        return status["state"]
+    try:
+        os.kill(status["pid"], 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return "abandoned"
+    except PermissionError:  # it exists, run by another user
+        pass
+    return "running"
+
+
+@contextlib.contextmanager
+def marking_interrupts(path: Path):
+    """Mark the run directory ``interrupted`` when Ctrl-C stops the work inside."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        _mark(path, "interrupted")
+        raise
 
 
 def write_model_files(path: Path, fitted: Fitted, target: str) -> None:
     est = fitted.estimator
     path.mkdir(exist_ok=True)
-    storage.write_text(path / "formula.txt", formula.as_text(est.formula_, target) + "\n")
+    storage.write_text(path / "formula.txt", formula.file_text(est.formula_, target))
     storage.write_text(path / "formula.tex", formula.as_latex(est.formula_, target) + "\n")
     storage.write_torch(
         path / "teacher.pt",
@@ -59,15 +110,25 @@ def write_model_files(path: Path, fitted: Fitted, target: str) -> None:
 
 
 def write_run(path: Path, data: Dataset, main: Fitted, base: Fitted | None) -> None:
-    """Model files first, ``metrics.json`` last: its presence marks a finished run."""
+    """Model files first, then ``metrics.json``: its presence marks a finished run."""
     write_model_files(path, main, data.target_name)
     if base:
         write_model_files(path / "baseline", base, data.target_name)
     storage.write_json(path / "metrics.json", main.metrics)
+    _mark(path, "finished")
 
 
 def write_tuning(path: Path, report: dict) -> None:
-    """``tuning.png`` (R² against λ), then ``tuning.json`` (last: it marks a finished tuning)."""
+    """``tuning.json`` (it marks a finished tuning), then ``tuning.png``: a figure that cannot be
+    drawn is a warning and loses no result."""
+    storage.write_json(path / "tuning.json", report)
+    _mark(path, "finished")
+    plot_tuning(report, path / "tuning.png")
+
+
+@storage.figure
+def plot_tuning(report: dict, path: Path) -> None:
+    """R² against λ for every trial of a tuning, and the λ chosen."""
     plt = storage.pyplot()
     trials = sorted((t for t in report["trials"] if "schedule" not in t), key=lambda t: t["lam"])
     figure, axes = plt.subplots(figsize=(6, 4))
@@ -87,5 +148,4 @@ def write_tuning(path: Path, report: dict) -> None:
     axes.set_ylabel("R²")
     axes.set_title(f"{report['dataset']}: {report['tuner']} tuner, {report['student']} student")
     axes.legend()
-    storage.write_figure(path / "tuning.png", figure)
-    storage.write_json(path / "tuning.json", report)
+    storage.write_figure(path, figure)

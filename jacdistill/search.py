@@ -4,6 +4,7 @@ each, and the :class:`Tuner` contract that drives a search."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -53,32 +54,38 @@ class Problem:
     batch_teachers: bool = True  # train several candidates as one stack where the penalty allows
     jobs: int = 1  # cores a student fit may use
 
-    def train_teachers(self, schedules: Sequence[Schedule]) -> list[tuple[teacher.MLP, TrainResult]]:
-        """One teacher per schedule, each from the problem seed's initial weights: trained
-        together as one stack where the regularizer handles stacks and ``batch_teachers`` allows,
-        else one after another (the same numbers, within float rounding)."""
+    def train_teachers(
+        self, schedules: Sequence[Schedule], seeds: Sequence[int] | None = None
+    ) -> list[tuple[teacher.MLP, TrainResult]]:
+        """One teacher per schedule, each from the initial weights and minibatch order of its seed
+        (default: the problem's): trained together as one stack where the regularizer handles
+        stacks and ``batch_teachers`` allows, else one after another (the same numbers, within
+        float rounding)."""
+        seeds = [self.seed] * len(schedules) if seeds is None else list(seeds)
         cuda = [torch.device(self.config.device)] if self.config.device.startswith("cuda") else []
         together = self.batch_teachers and len(schedules) > 1 and self.regularizer.handles_stacks()
+        groups = [range(len(schedules))] if together else [[i] for i in range(len(schedules))]
+        arrays = (self.X_train, self.y_train, self.X_val, self.y_val, self.config)
         results = []
-        for group in [schedules] if together else [[s] for s in schedules]:
+        for group in groups:
             with torch.random.fork_rng(devices=cuda):  # seeded draws, the caller's RNG state untouched
-                models = [self._initial_model() for _ in group]
-                arrays = (self.X_train, self.y_train, self.X_val, self.y_val, self.config)
+                models = [self._initial_model(seeds[i]) for i in group]
                 if together:
-                    seeds = [self.seed] * len(group)
+                    mine = ([schedules[i] for i in group], [seeds[i] for i in group])
                     fitted = teacher.train_stack(
-                        models, self.regularizer, group, *arrays, seeds, self._on_epoch
+                        models, self.regularizer, mine[0], *arrays, mine[1], self._on_epoch
                     )
                     results += [(model.cpu(), training) for model, training in fitted]
                 else:
+                    (i,) = group
                     training = teacher.train(
-                        models[0], self.regularizer, group[0], *arrays, self.seed, self._on_epoch
+                        models[0], self.regularizer, schedules[i], *arrays, seeds[i], self._on_epoch
                     )
                     results.append((models[0].cpu(), training))
         return results
 
-    def _initial_model(self) -> teacher.MLP:
-        torch.manual_seed(self.seed)  # every candidate starts from the same weights, seeded draws after
+    def _initial_model(self, seed: int) -> teacher.MLP:
+        torch.manual_seed(seed)  # candidates of one seed start from the same weights; seeded draws after
         return teacher.MLP(self.X_train.shape[1], self.widths, 1, self.activation)
 
     def _on_epoch(self, epoch: int, val_mse: float) -> None:
@@ -139,7 +146,8 @@ class Search:
         """``reuse``: trials of an earlier search on the same rows and settings, taken as they are
         instead of trained (and not counted as this search's compute)."""
         self.problem: Problem | None = problem
-        self.trials: list[Trial] = list(reuse)
+        self.seed = problem.seed  # kept after release: it tells this search's own trials apart
+        self.trials = [dataclasses.replace(t, extra=dict(t.extra)) for t in reuse]  # ours to fill in
         self.teacher_trainings = self.student_fits = 0
         self.teacher_seconds = self.student_seconds = 0.0
 
@@ -170,6 +178,15 @@ class Search:
         """The trial for one constant λ (see :meth:`teachers`)."""
         return self.teachers([lam])[0]
 
+    def restarts(self, lam: float, seeds: Sequence[int]) -> list[Trial]:
+        """Teachers at ``lam`` from other seeds' initial weights and minibatch order (restarts of
+        this problem: the sweep's control), trained together; not cached (each trial's
+        ``extra["seed"]`` says which). Their students are seeded alike by ``student_r2(trial, seed)``."""
+        trials = self._train([EarlyStopping(lam, self.live.config.patience) for _ in seeds], seeds)
+        for trial, seed in zip(trials, seeds):
+            trial.extra["seed"] = seed
+        return trials
+
     def scheduled(self, schedule: Schedule) -> Trial:
         """A teacher trained under a λ schedule of the tuner's own (never cached)."""
         (trial,) = self._train([schedule])
@@ -177,13 +194,14 @@ class Search:
         return trial
 
     def _cached(self, lam: float) -> Trial | None:
-        return next((t for t in self.trials if t.lam == lam and "schedule" not in t.extra), None)
+        own = lambda t: "schedule" not in t.extra and t.extra.get("seed", self.seed) == self.seed
+        return next((t for t in self.trials if t.lam == lam and own(t)), None)
 
-    def _train(self, schedules: list[Schedule]) -> list[Trial]:
+    def _train(self, schedules: list[Schedule], seeds: Sequence[int] | None = None) -> list[Trial]:
         if not schedules:
             return []
         started = time.perf_counter()
-        fitted = self.live.train_teachers(schedules)
+        fitted = self.live.train_teachers(schedules, seeds)
         seconds = (time.perf_counter() - started) / len(schedules)  # a share of the batch's time
         self.teacher_trainings += len(schedules)
         self.teacher_seconds += seconds * len(schedules)
@@ -200,14 +218,14 @@ class Search:
         self.trials += trials
         return trials
 
-    def reusable(self, lam: float) -> Trial | None:
+    def reusable(self, lam: float, student: bool = True) -> Trial | None:
         """A copy of the constant-λ trial for ``lam`` to hand to another search of the same
-        problem (a baseline reusing its tuner's λ = 0 teacher): its student only if seeded with the
-        problem's seed."""
+        problem (a baseline reusing its tuner's λ = 0 teacher): its student too if ``student`` and
+        it was seeded with the problem's seed (not when the other search's students differ)."""
         trial = self._cached(float(lam))
         if trial is None:
             return None
-        own_student = "student_seed" not in trial.extra
+        own_student = student and "student_seed" not in trial.extra
         return Trial(
             trial.lam, trial.model, trial.training, trial.teacher_r2_val, 0.0,
             trial.student if own_student else None, trial.student_r2_val if own_student else None,

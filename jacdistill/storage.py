@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
 import os
-import tempfile
+import secrets
+import warnings
 from pathlib import Path
 
 import torch
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``path`` through a temporary ``.<name>.<random>.tmp`` beside it, created with the mode the
+    umask allows (``tempfile.mkstemp`` would make every output file 0600)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -22,7 +27,7 @@ def write_bytes(path: str | Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -72,6 +77,29 @@ def pyplot():
 def write_figure(path: str | Path, figure) -> None:
     """Save a matplotlib figure as PNG atomically and close it."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    pyplot().close(figure)
+    try:
+        figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    finally:
+        pyplot().close(figure)
     write_bytes(path, buffer.getvalue())
+
+
+def figure(draw):
+    """Decorate ``draw(data, path)``, which draws a figure and saves it with ``write_figure``: text
+    is drawn as written (a name such as ``a$x^2$b`` or ``a\\b`` is neither mathtext nor TeX, which
+    would fail to parse), and a failure is a one-line warning, since figures come after the results
+    they show and must not cost them."""
+
+    @functools.wraps(draw)
+    def drawn(data, path: str | Path) -> None:
+        import matplotlib
+
+        try:
+            with matplotlib.rc_context({"text.usetex": False, "text.parse_math": False}):
+                draw(data, path)
+        except Exception as exc:
+            warnings.warn(
+                f"could not draw {path} ({type(exc).__name__}: {exc})".splitlines()[0], stacklevel=2
+            )
+
+    return drawn

@@ -18,9 +18,15 @@ rerun skips what is there, so a crash or kill loses only the trials in flight.
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from jacdistill import storage
@@ -46,22 +52,30 @@ class SweepSpec:
     jitter: float = 0.1
 
     def __post_init__(self):
+        self._check_types()
         unknown = [arm for arm in self.arms if arm not in ARMS]
         if unknown:
             raise JacdistillError(f"unknown arm '{unknown[0]}'; arms: {', '.join(ARMS)}")
         if "control" in self.arms and "regularized" not in self.arms:
             raise JacdistillError("the control arm needs the regularized arm (it matches its compute)")
-        for name in ("datasets", "students", "seeds"):
+        for name in ("datasets", "students", "seeds", "arms"):
             if not getattr(self, name):
                 raise JacdistillError(f"a sweep needs at least one of {name}")
+        for name in ("datasets", "students", "seeds", "arms"):
+            seen: set = set()
+            for item in getattr(self, name):
+                if item in seen:  # the same unit twice would run twice at once and count double
+                    raise JacdistillError(f"{name} lists {item!r} twice; give each once")
+                seen.add(item)
+
+    def _check_types(self) -> None:
+        check_settings({f.name: getattr(self, f.name) for f in fields(self)})
 
     @classmethod
     def from_settings(cls, settings: dict) -> SweepSpec:
         """From TOML or ``sweep.json`` settings; a field they lack takes its default."""
-        try:
-            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
-        except TypeError as exc:
-            raise JacdistillError(f"bad sweep settings: {exc}") from None
+        check_settings(settings)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
 
     def units(self) -> list[tuple[str, str, int]]:
         return [(d, s, seed) for d in self.datasets for s in self.students for seed in self.seeds]
@@ -81,6 +95,64 @@ class SweepSpec:
         }
 
 
+MAX_SEED = 2**31 - 1  # as Distiller.parameter_constraints["seed"]
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _seeds(value) -> bool:
+    is_seed = lambda s: isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED
+    return isinstance(value, (list, tuple)) and all(map(is_seed, value))
+
+
+def _names(value) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+
+
+SETTING_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {  # setting -> (test, description)
+    "datasets": (_names, "a list of names"),
+    "students": (_names, "a list of names"),
+    "arms": (_names, "a list of names"),
+    "seeds": (_seeds, f"a list of integers in [0, {MAX_SEED}]"),
+    "regularizer": (lambda v: isinstance(v, str), "a name"),
+    "tuner": (lambda v: isinstance(v, str), "a name"),
+    "regularizer_options": (lambda v: isinstance(v, dict), "a table of options"),
+    "tuner_options": (lambda v: isinstance(v, dict), "a table of options"),
+    "teacher": (lambda v: isinstance(v, dict), "a table of teacher settings"),
+    "student_options": (
+        lambda v: isinstance(v, dict) and all(isinstance(o, dict) for o in v.values()),
+        "a table of tables, one per student",
+    ),
+    "lam": (lambda v: v == "auto" or (_is_number(v) and v >= 0), "'auto' or a finite number >= 0"),
+    "augment": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
+    "jitter": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
+}
+TEACHER_SET_BY_SWEEP = ("regularizer", "regularizer_options", "tuner", "tuner_options", "lam", "student",
+                        "student_options", "seed", "augment", "jitter", "jobs")  # fmt: skip
+
+
+def check_settings(settings) -> None:
+    """Fail, one line, on an unknown sweep setting or one of the wrong type (a TOML file or a
+    hand-edited sweep.json may hold anything)."""
+    if not isinstance(settings, dict):
+        raise JacdistillError(f"sweep settings must be a table, got {type(settings).__name__}")
+    unknown = sorted(set(settings) - set(SETTING_TYPES))
+    if unknown:
+        raise JacdistillError(f"unknown sweep setting '{unknown[0]}'; settings: {', '.join(SETTING_TYPES)}")
+    for name, value in settings.items():
+        accepts, description = SETTING_TYPES[name]
+        if not accepts(value):
+            shown = repr(list(value) if isinstance(value, tuple) else value).replace("\n", " ")
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise JacdistillError(f"sweep setting '{name}' must be {description}, got {shown}")
+    teacher = settings.get("teacher", {})
+    taken = [key for key in teacher if key in TEACHER_SET_BY_SWEEP]
+    if taken:
+        raise JacdistillError(f"sweep setting 'teacher' cannot set '{taken[0]}': the sweep sets it")
+
+
 def spec_from(config: str | None, flags: dict, tuner_opts: dict, student_opts: dict) -> SweepSpec:
     """The sweep's settings: the TOML file ``config`` (if any), overridden by the command line's
     ``flags`` (None: not given), ``tuner_opts`` and ``student_opts`` (``{"student.key": value}``);
@@ -89,24 +161,40 @@ def spec_from(config: str | None, flags: dict, tuner_opts: dict, student_opts: d
 
     from jacdistill.data import bundled_datasets
 
-    settings = {}
+    settings: dict = {}
     if config:
         try:
             settings = tomllib.loads(Path(config).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise JacdistillError(f"cannot read config {config}: {exc}") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise JacdistillError(f"cannot read config {config}: {exc}".splitlines()[0]) from None
+        except RecursionError:
+            raise JacdistillError(f"cannot read config {config}: values nested too deeply") from None
+        check_settings(settings)  # before the command line's flags are merged into them
     epochs = flags.pop("epochs", None)
     settings.update({k: v for k, v in flags.items() if v is not None})
     settings.setdefault("datasets", tuple(row["name"] for row in bundled_datasets()))
     settings.setdefault("students", DEFAULT_STUDENTS)
     settings.setdefault("seeds", DEFAULT_SEEDS)
+    tuner_given = "tuner" in settings or bool(settings.get("tuner_options")) or bool(tuner_opts)
+    if tuner_given and settings.get("lam", "auto") != "auto":
+        flag = (
+            "--tuner-opt" if tuner_opts else "--tuner" if flags.get("tuner")
+            else "the config's 'tuner'" if "tuner" in settings else "the config's 'tuner_options'"
+        )  # fmt: skip
+        raise JacdistillError(f"{flag} is unused when lam is fixed; drop it or use lam auto")
     settings["tuner_options"] = {**settings.get("tuner_options", {}), **tuner_opts}
     per_student = {name: dict(opts) for name, opts in settings.get("student_options", {}).items()}
     for key, value in student_opts.items():
         name, dot, option = key.partition(".")
-        if not dot:
+        if not dot or not name or not option:
             raise JacdistillError(f"--student-opt expects STUDENT.KEY=VALUE, got '{key}={value}'")
         per_student.setdefault(name, {})[option] = value
+    strangers = [name for name in per_student if name not in settings["students"]]
+    if strangers:
+        raise JacdistillError(
+            f"student options for '{strangers[0]}', which is not among this sweep's students "
+            f"({', '.join(settings['students'])})"
+        )
     settings["student_options"] = per_student
     if epochs is not None:
         settings["teacher"] = {**settings.get("teacher", {}), "epochs": epochs}
@@ -120,6 +208,12 @@ def check(spec: SweepSpec) -> None:
 
     for name in spec.datasets:
         bundled_entry(name)
+    settable = sorted(set(Distiller().get_params()) - set(TEACHER_SET_BY_SWEEP))
+    unknown = [key for key in spec.teacher if key not in settable]
+    if unknown:
+        raise JacdistillError(
+            f"sweep setting 'teacher' has no setting '{unknown[0]}'; teacher settings: {', '.join(settable)}"
+        )
     for student in spec.students:
         Distiller(
             **spec.params(student, 0, lam=spec.lam, augment=spec.augment, jitter=spec.jitter)
@@ -157,6 +251,13 @@ def missing(sweep_dir: Path, spec: SweepSpec) -> list[tuple[tuple[str, str, int]
 def pending(sweep_dir: Path, spec: SweepSpec) -> list[tuple[str, str, int]]:
     """The units with at least one arm still to run, in the spec's order."""
     return list(dict.fromkeys(unit for unit, _ in missing(sweep_dir, spec)))
+
+
+def jobs_per_worker(workers: int) -> int:
+    """Cores for each worker's student fits: workers × jobs never exceeds the cores here."""
+    from jacdistill.estimator import available_cores
+
+    return max(1, available_cores() // workers)
 
 
 def run_unit(spec: SweepSpec, sweep_dir: str, unit: tuple[str, str, int], jobs: int = 1) -> int:
@@ -221,6 +322,13 @@ class Unit:
         self.fits[arm] = fitted
         return fitted.metrics
 
+    def restart_teachers(self, seeds: list[int]) -> list:
+        """The λ = 0 teachers of the unit's baseline fit re-seeded with ``seeds``, trained together."""
+        from jacdistill import evaluation
+
+        params = {**evaluation.baseline_params(self.spec.params(self.student, self.seed)), "jobs": self.jobs}
+        return evaluation.restart_teachers(self.data, params, seeds, split_seed=self.seed)
+
     def finished(self, arm: str) -> dict | None:
         """The metrics of ``arm`` for this unit: from this process's fit, or from its trial file."""
         if arm in self.fits:
@@ -255,8 +363,11 @@ def _control(unit: Unit) -> dict:
     assert regularized is not None  # SweepSpec: the control runs with the regularized arm, after it
     k = regularized["tuning"]["compute"]["teacher_trainings"] if "tuning" in regularized else 1
     first = unit.finished("baseline") or unit.distil("baseline", baseline=True)
+    seeds = [restart_seed(unit.seed, i) for i in range(1, k)]
+    teachers = unit.restart_teachers(seeds) if seeds else []
     candidates = [first] + [
-        unit.distil(f"control{i}", model_seed=restart_seed(unit.seed, i), baseline=True) for i in range(1, k)
+        unit.distil(f"control{seed}", model_seed=seed, baseline=True, reuse=[trial])
+        for seed, trial in zip(seeds, teachers)
     ]
     best = max(candidates, key=lambda m: rank_score(m["student_r2_val"]))
     keys = ("dataset", "student", "arm", "seed", "seconds")  # a trial file's own keys, set anew
@@ -283,34 +394,156 @@ def execute(
     scheduler: str | None = None,
     on_done: Callable[[int], None] = lambda n: None,
 ) -> int:
-    """Run every pending unit; ``on_done(trials)`` after each unit. Returns the trials run."""
+    """Run every pending unit; ``on_done(trials)`` after each unit. Returns the trials run.
+
+    SIGINT or SIGTERM stops it within seconds: queued units are cancelled, the workers killed (the
+    trials they were running have no file yet, and lose nothing else), and :class:`Stopped` is
+    raised."""
+    if executor not in ("local", "dask"):
+        raise JacdistillError(f"unknown executor '{executor}'; executors: local, dask")
     units = pending(sweep_dir, spec)
-    total = 0
-    if executor == "local":
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+    ran = 0
 
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(run_unit, spec, str(sweep_dir), unit) for unit in units]
-            for future in as_completed(futures):
-                total += future.result()
-                on_done(total)
-        return total
-    if executor == "dask":
-        from distributed import Client, LocalCluster, as_completed
+    def done(trials: int) -> None:
+        nonlocal ran
+        ran += trials
+        on_done(ran)
 
-        cluster = (
-            None
-            if scheduler
-            else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-        )
-        try:
-            with Client(scheduler or cluster) as client:
-                futures = [client.submit(run_unit, spec, str(sweep_dir), unit, pure=False) for unit in units]
+    with _stopping_on_signals():
+        if executor == "local":
+            _run_local(spec, sweep_dir, units, workers, done)
+        else:
+            _run_dask(spec, sweep_dir, units, workers, scheduler, done)
+    return ran
+
+
+class Stopped(BaseException):
+    """SIGINT or SIGTERM (``signum``) stopped the sweep. A BaseException, as KeyboardInterrupt is,
+    so that no ``except Exception`` on its way swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stopping_on_signals():
+    """SIGINT and SIGTERM raise :class:`Stopped` in the main thread (SIGTERM's default would end
+    this process at once, before it stops its workers); once stopping, further ones are ignored
+    so that the stop completes. A signal ignored from the start stays ignored (``cmd &`` ignores
+    SIGINT), and only the main thread may set handlers."""
+    signums = (signal.SIGINT, signal.SIGTERM)
+    before = {signum: signal.getsignal(signum) for signum in signums}
+
+    def stop(signum, frame):
+        for other in signums:
+            signal.signal(other, signal.SIG_IGN)
+        raise Stopped(signum)
+
+    if threading.current_thread() is threading.main_thread():
+        for signum, handler in before.items():
+            if handler is not signal.SIG_IGN:
+                signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for signum, handler in before.items():
+                signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+def _run_local(spec: SweepSpec, sweep_dir: Path, units: list, workers: int, done: Callable) -> None:
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_started)
+    try:
+        futures = [
+            pool.submit(run_unit, spec, str(sweep_dir), unit, jobs_per_worker(workers)) for unit in units
+        ]
+        for future in as_completed(futures):
+            done(future.result())
+    except BaseException:
+        for process in list(pool._processes.values()):  # no public way to stop them before Python 3.14
+            process.kill()
+        raise
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _worker_started() -> None:
+    """Only the sweep's main process decides when to stop: a worker ignores SIGINT and SIGTERM (a
+    Ctrl-C or kill of the process group reaches it too), and dies with the process that started
+    it, however that dies (kill -9, the OOM killer), instead of waiting forever for work."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # it died before prctl took effect
+            os._exit(1)
+    else:  # no death signal: a thread watches for the parent to change (the parent died)
+        threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
+
+
+def dask_setup(worker) -> None:
+    """Dask's preload hook, run by each LocalCluster worker process as it starts: it ignores a
+    Ctrl-C of the process group, which is the main process's to handle. (Dask's workers already
+    die with their parent, and Dask stops them with SIGTERM when they fail to start.)"""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+SCHEDULER_TIMEOUT = 5  # seconds to reach a --scheduler; Dask's own default is 30
+
+
+def _run_dask(
+    spec: SweepSpec, sweep_dir: Path, units: list, workers: int, scheduler: str | None, done: Callable
+) -> None:
+    """On a LocalCluster, closed on the way out, which kills its workers; a --scheduler's workers
+    finish the units they were running (Dask cannot stop a running task), and the next run skips
+    the trials they write."""
+    import logging
+
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    try:
+        if scheduler:
+            try:
+                client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
+            except Exception as exc:  # timed out, refused, or something else answered
+                reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                raise JacdistillError(
+                    f"cannot connect to the Dask scheduler {scheduler} ({reason})"
+                ) from None
+        else:
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,  # not its warnings on closing while tasks run
+                preload=[__name__],  # dask_setup: the workers are set up as the local ones
+            )
+            client = Client(cluster)
+        with client:
+            jobs = 1 if scheduler else jobs_per_worker(workers)  # a remote cluster's cores are its own
+            futures = [
+                client.submit(run_unit, spec, str(sweep_dir), unit, jobs, pure=False) for unit in units
+            ]
+            try:
                 for future in as_completed(futures):
-                    total += future.result()
-                    on_done(total)
-        finally:
-            if cluster is not None:
-                cluster.close()
-        return total
-    raise JacdistillError(f"unknown executor '{executor}'; executors: local, dask")
+                    done(future.result())
+            finally:
+                client.cancel(futures)
+    finally:
+        if cluster is not None:
+            cluster.close()

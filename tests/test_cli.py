@@ -145,6 +145,7 @@ def test_json_run_writes_run_dir(tree_run):
     proc, run_dir = tree_run
     assert {p.name for p in run_dir.iterdir()} == {
         "config.json",
+        "status.json",
         "metrics.json",
         "formula.txt",
         "formula.tex",
@@ -521,7 +522,8 @@ def test_interrupt_keeps_finished_files_only(tmp_path, interruptible):
     assert "Traceback" not in stdout + stderr, shown
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert lines == ["error: interrupted; finished files are kept"], shown
-    assert {p.name for p in out.iterdir()} == {"config.json"}  # no metrics.json, no temp files
+    assert {p.name for p in out.iterdir()} == {"config.json", "status.json"}  # no metrics.json, no temp files
+    assert json.loads((out / "status.json").read_text())["state"] == "interrupted"
     config = json.loads((out / "config.json").read_text())
     assert config["epochs"] == 100000
 

@@ -222,7 +222,8 @@ def test_report_command_writes_markdown_plots_and_json(local_sweep, tmp_path):
 
 def test_control_candidates_share_the_units_split(local_sweep):
     """Every control candidate is fitted and scored on the unit's split; only its model seed
-    differs, so its test R² is comparable with the other arms'."""
+    differs, so its test R² is comparable with the other arms'. The first candidate is the
+    baseline itself."""
     from jacdistill import evaluation
     from jacdistill.data import load_bundled
     from jacdistill.metrics import rank_score
@@ -240,5 +241,8 @@ def test_control_candidates_share_the_units_split(local_sweep):
         for i in range(control["candidates"])
     ]
     best = max(candidates, key=lambda m: rank_score(m["student_r2_val"]))
-    assert control["student_r2_test"] == best["student_r2_test"]
-    assert control["student_r2_val"] == best["student_r2_val"]
+    baseline = trials(sweep_dir)["yacht__tree__baseline__seed0.json"]
+    assert baseline["student_r2_val"] == candidates[0]["student_r2_val"]
+    # the candidates train together as one stack: equal to one-by-one fits within float rounding
+    assert control["student_r2_test"] == pytest.approx(best["student_r2_test"], rel=1e-6)
+    assert control["student_r2_val"] == pytest.approx(best["student_r2_val"], rel=1e-6)

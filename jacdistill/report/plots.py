@@ -1,4 +1,6 @@
-"""The report's plots: student R² against λ, fidelity against accuracy, and R² per dataset and arm."""
+"""The report's plots: student R² against λ, fidelity against accuracy, and R² per dataset and arm.
+Dataset and student names are drawn as written, and a plot that fails is a warning
+(:func:`jacdistill.storage.figure`)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ def _clip(axes, values: list[float], axis: str = "y") -> None:
         setter(R2_FLOOR - 0.05, max(max(values), 0) + 0.05)
 
 
+@storage.figure
 def plot_lambda(trials: list[dict], path: Path) -> None:
     """Student validation R² against λ from the regularized arm's tuning trials: the trials as dots,
     their mean per λ as a line, one colour per dataset, one panel per student."""
@@ -66,6 +69,7 @@ def plot_lambda(trials: list[dict], path: Path) -> None:
     storage.write_figure(path, figure)
 
 
+@storage.figure
 def plot_fidelity(trials: list[dict], path: Path) -> None:
     """Fidelity R² (student vs teacher) against student R² (vs the truth) on the test rows, per trial,
     coloured by arm (marker by student when there are several)."""
@@ -107,6 +111,7 @@ def plot_fidelity(trials: list[dict], path: Path) -> None:
     storage.write_figure(path, figure)
 
 
+@storage.figure
 def plot_per_dataset(table_rows: list[dict], path: Path) -> None:
     """Mean student test R² per dataset (and student) for each arm present, ± std over seeds."""
     plt = storage.pyplot()

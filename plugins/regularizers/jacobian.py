@@ -2,7 +2,7 @@
 
 Backends (``--backend``):
 - ``autograd``: any nn.Module; one double-backward pass per output column;
-- ``analytic``: jacdistill's MLP; the Jacobian in closed form, and a training loss whose parameter
+- ``analytic``: jacdistill's MLP or MLPStack; the Jacobian in closed form, and a training loss whose parameter
   gradients are computed in closed form too (:mod:`jacdistill.kernels.analytic`);
 - ``triton``: jacdistill's MLP on a CUDA GPU; fused Triton kernels (:mod:`jacdistill.kernels.jacnorm`)
   that form the loss and every parameter gradient in one launch per batch (also runs on CPU under
@@ -76,6 +76,8 @@ class JacobianPenalty(Regularizer):
                 if reason:
                     raise JacdistillError(reason)
             return self.backend
+        if analytic.is_mlp_stack(model) and self.backend in ("auto", "analytic"):
+            return "analytic"  # the Triton kernels take one plain MLP (see handles_stacks)
         if self.backend in ("analytic", "triton"):
             raise JacdistillError(
                 f"jacobian: backend '{self.backend}' needs jacdistill's MLP, "
@@ -111,7 +113,7 @@ class JacobianPenalty(Regularizer):
             backend = "analytic"
         if backend == "analytic":
             out, jac = analytic.output_and_jacobian(model, x)
-            return out, jac.pow(2).sum() / len(x)
+            return out, jac.pow(2).sum(dim=(-3, -2, -1)) / x.shape[-2]  # a scalar, or one per member
         return output_and_jacobian_norm(model, x)
 
     def handles_stacks(self):

@@ -43,6 +43,13 @@ class OperonStudent(EstimatorStudent):
 
         return SymbolicRegressor
 
+    def fit(self, X, y):
+        super().fit(X, y)
+        # The final population: pyoperon objects that do not pickle, read only when this estimator
+        # is fitted again with warm_start, which a student never does (each fit makes a new one).
+        del self.estimator_.individuals_
+        return self
+
     def expression(self):
         text = self.estimator_.get_model_string(self.estimator_.model_, 17)
         names = {f"X{i + 1}": x for i, x in enumerate(variables(self.n_features_))}

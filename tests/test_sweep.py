@@ -242,7 +242,8 @@ def test_control_candidates_share_the_units_split(local_sweep):
     ]
     best = max(candidates, key=lambda m: rank_score(m["student_r2_val"]))
     baseline = trials(sweep_dir)["yacht__tree__baseline__seed0.json"]
-    assert baseline["student_r2_val"] == candidates[0]["student_r2_val"]
+    # (its teacher is the tuner's λ = 0 teacher, trained in a stack: equal within float rounding)
+    assert baseline["student_r2_val"] == pytest.approx(candidates[0]["student_r2_val"], rel=1e-6)
     # the candidates train together as one stack: equal to one-by-one fits within float rounding
     assert control["student_r2_test"] == pytest.approx(best["student_r2_test"], rel=1e-6)
     assert control["student_r2_val"] == pytest.approx(best["student_r2_val"], rel=1e-6)

@@ -34,6 +34,15 @@ def save(name: str, rows: list[dict], settings: dict, device: str, out: str | No
     return str(harness.save(name, rows, settings, device, out, **extra))
 
 
+def show(as_json: bool, payload: dict, text: str) -> None:
+    """Print ``payload`` as JSON, or ``text`` and where the results file went (``payload["file"]``)."""
+    if as_json:
+        click.echo(json.dumps(payload, indent=2))
+    else:
+        click.echo(text)
+        saved(payload["file"])
+
+
 def saved(path: str | None) -> None:
     if path is None:
         click.echo("not written: pass --out DIR to keep the results", err=True)
@@ -111,11 +120,11 @@ def bench_step(rounds, repeats, device, out, as_json):
     rows = step_overhead.measure(rounds, repeats, device=device)
     settings = {"rounds": rounds, "repeats": repeats, "lam": step_overhead.LAM}
     path = save("step_overhead", rows, settings, device, out)
-    if as_json:
-        click.echo(json.dumps({"rows": rows, "settings": settings, "file": path}, indent=2))
-    else:
-        click.echo(markdown_table(rows, step_overhead.COLUMNS))
-        saved(path)
+    show(
+        as_json,
+        {"rows": rows, "settings": settings, "file": path},
+        markdown_table(rows, step_overhead.COLUMNS),
+    )
 
 
 @bench.command("kernel")
@@ -154,12 +163,8 @@ def bench_kernel(batches, nets, interpret, out, as_json):
     settings = kernel_jacnorm.settings(interpret)
     path = save("kernel_jacnorm", rows, settings, device, out)
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu (triton interpreter)"
-    if as_json:
-        click.echo(json.dumps({"device": name, "rows": rows, "settings": settings, "file": path}, indent=2))
-    else:
-        click.echo(f"device: {name}")
-        click.echo(markdown_table(rows, kernel_jacnorm.COLUMNS))
-        saved(path)
+    payload = {"device": name, "rows": rows, "settings": settings, "file": path}
+    show(as_json, payload, f"device: {name}\n{markdown_table(rows, kernel_jacnorm.COLUMNS)}")
 
 
 @bench.command("tuners")
@@ -189,11 +194,7 @@ def bench_tuners(datasets, seeds, out, as_json):
         "fixed_lam": tuners.FIXED_LAM,
     }
     path = save("tuners", rows, settings, "cpu", out, summary=summary)
-    if as_json:
-        click.echo(json.dumps({"rows": rows, "summary": summary, "file": path}, indent=2))
-    else:
-        click.echo(markdown_table(summary, tuners.COLUMNS))
-        saved(path)
+    show(as_json, {"rows": rows, "summary": summary, "file": path}, markdown_table(summary, tuners.COLUMNS))
 
 
 @bench.command("e2e")
@@ -223,16 +224,9 @@ def bench_e2e(quick, budget, out, as_json):
     path = save("e2e", rows, e2e.settings(plan), "cpu", out, summary=summary)
     if out is not None:
         e2e.plot(rows, Path(out) / "e2e-rows.png")
-    if as_json:
-        click.echo(json.dumps({"rows": rows, "summary": summary, "file": path}, indent=2))
-    else:
-        click.echo(markdown_table(rows, e2e.COLUMNS))
-        click.echo("")
-        click.echo(markdown_table(e2e.ratio_rows(summary), e2e.RATIO_COLUMNS))
-        click.echo(f"benchmark time: {summary['seconds']:.0f} s")
-        for flag in summary["flags"]:
-            click.echo(f"FLAG: {flag}")
-        saved(path)
+    text = [markdown_table(rows, e2e.COLUMNS), "", markdown_table(e2e.ratio_rows(summary), e2e.RATIO_COLUMNS)]
+    text += [f"benchmark time: {summary['seconds']:.0f} s", *(f"FLAG: {flag}" for flag in summary["flags"])]
+    show(as_json, {"rows": rows, "summary": summary, "file": path}, "\n".join(text))
 
 
 @hookimpl

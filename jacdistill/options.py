@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import math
 import numbers
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -13,13 +14,14 @@ class JacdistillError(Exception):
     """An error the user can fix (bad input, unknown plugin, unavailable tool): one line, exit 2."""
 
 
-class Constraint:
+class Constraint(ABC):
     """The values an option accepts, with a description that completes "must be ..."."""
 
     description: str = ""
 
+    @abstractmethod
     def accepts(self, value: Any) -> bool:
-        raise NotImplementedError
+        """True when ``value`` meets this constraint."""
 
 
 class Satisfies(Constraint):

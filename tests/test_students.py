@@ -257,3 +257,16 @@ def test_gplearn_functions_translate_exactly_including_protection(name):
     with np.errstate(all="ignore"):  # numpy evaluates both branches of a Piecewise
         got = np.broadcast_to(ours(*args), expected.shape)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+
+
+def test_operon_gives_the_same_model_on_one_thread_and_on_two(data):
+    """Why ``jobs`` may set Operon's threads: its result does not depend on them."""
+    X_train, y_train, X_test, _ = data
+    models = []
+    for jobs in (1, 2):
+        student = student_class("operon")(seed=5, **BUDGETS["operon"])
+        student.jobs = jobs
+        models.append(student.fit(X_train, y_train))
+    assert [m.estimator_.get_params()["n_threads"] for m in models] == [1, 2]
+    assert models[0].expression() == models[1].expression()
+    np.testing.assert_array_equal(models[0].predict(X_test), models[1].predict(X_test))

@@ -193,6 +193,7 @@ def run_section(plan: Plan, log) -> list[dict]:
         fits = [main.metrics] + ([base.metrics] if base is not None and base is not main else [])
         teacher_s = sum(m["timings"]["teacher"] for m in fits)
         student_s = sum(m["timings"]["student"] for m in fits)
+        selection_s = sum(m["timings"]["selection"] for m in fits)  # fronts, rule, readable formula
         compute = main.metrics.get("tuning", {}).get("compute", {})
         rows.append(
             row(
@@ -206,10 +207,15 @@ def run_section(plan: Plan, log) -> list[dict]:
                 student_s=student_s,
                 lam=main.metrics["lam"],
                 student_r2_test=main.metrics["student_r2_test"],
-                note=f"{teachers(compute.get('teacher_trainings', 1))}, {len(fits)} student fits",
+                note=f"{teachers(compute.get('teacher_trainings', 1))}, {len(fits)} student fits; "
+                f"selection {selection_s:.2f} s ({selection_s / seconds:.1%} of the wall time)",
+                selection_s=selection_s,
             )
         )
-        log(f"run {mode}: {seconds:.1f} s (teacher {teacher_s:.1f} s, student {student_s:.1f} s)")
+        log(
+            f"run {mode}: {seconds:.1f} s (teacher {teacher_s:.1f} s, student {student_s:.1f} s, "
+            f"selection {selection_s:.2f} s)"
+        )
     return rows
 
 

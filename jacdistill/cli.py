@@ -191,6 +191,28 @@ class FiniteFloat(click.FloatRange):
         return number
 
 
+class Patience(click.ParamType):
+    """An integer >= 1, or ``none`` (None: the teacher never stops early)."""
+
+    name = "patience"
+
+    def convert(self, value, param, ctx):
+        if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value  # the Distiller's default
+        if str(value).strip().lower() == "none":
+            return None
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            number = 0
+        if number < 1:
+            self.fail(f"expects an integer >= 1 or 'none', got '{value}'", param, ctx)
+        return number
+
+
+KEEP = ("best", "last")  # as teacher.KEEP (read here without loading torch)
+
+
 def parse_device(ctx, param, value: str) -> str:
     """Only cpu, cuda and cuda:N (checked here without loading torch; whether that GPU exists is
     checked with the other settings, by ``Distiller.resolve_plugins``)."""
@@ -269,10 +291,12 @@ class ActivationChoice(click.Choice):
 
 PROBLEM_OPTIONS = [  # what defines one distillation problem; shared by run and tune
     click.option(
-        "--dataset", help=f"Bundled dataset (see `jacdistill datasets`); default {DEFAULT_DATASET}."
+        "--dataset",
+        help="Bundled name, CSV/Parquet path or feynman:EQ?n=…&noise=…&seed=… "
+        f"(see `jacdistill datasets --help`); default {DEFAULT_DATASET}.",
     ),
     click.option("--data", type=click.Path(dir_okay=False), help="CSV or Parquet file of your own."),
-    click.option("--target", help="Target column (default: the last column)."),
+    click.option("--target", help="Target column of a file (default: the last column)."),
     click.option("--regularizer", cls=DistillerOption, help="Smoothness penalty plugin."),
     click.option("--reg-opt", multiple=True, metavar="KEY=VALUE", help="Option for the regularizer."),
     click.option("--backend", help="Regularizer backend, e.g. auto, autograd, analytic (jacobian)."),
@@ -297,11 +321,24 @@ PROBLEM_OPTIONS = [  # what defines one distillation problem; shared by run and 
         "--epochs",
         cls=DistillerOption,
         type=click.IntRange(min=1),
-        help="Maximum teacher epochs (early stopping on validation MSE).",
+        help="Maximum teacher epochs (early stopping on validation MSE; all of them with --patience none).",
     ),
     click.option("--batch-size", cls=DistillerOption, type=click.IntRange(min=1)),
     click.option("--lr", cls=DistillerOption, type=FiniteFloat(min=0, min_open=True)),
-    click.option("--patience", cls=DistillerOption, type=click.IntRange(min=1)),
+    click.option(
+        "--patience",
+        cls=DistillerOption,
+        type=Patience(),
+        metavar="N|none",
+        help="Teacher epochs without validation improvement before it stops; none: never stop early.",
+    ),
+    click.option(
+        "--keep",
+        cls=DistillerOption,
+        type=click.Choice(KEEP),
+        help="The teacher's weights kept: of its best validation epoch, or of the last it trained "
+        "(--keep last --patience none: trained to the end, the paper's regime).",
+    ),
     click.option(
         "--seed",
         cls=DistillerOption,
@@ -329,6 +366,14 @@ PROBLEM_OPTIONS = [  # what defines one distillation problem; shared by run and 
         help="Fit the student to a seeded subsample of at most this many teacher-labelled rows.",
     ),
     click.option(
+        "--select",
+        cls=DistillerOption,
+        metavar="RULE",
+        help="Which formula of the student's accuracy–complexity front to keep, judged on the "
+        "validation rows: best (highest R²), parsimony=TOL (the simplest within TOL of the best "
+        "R²) or complexity=K (the best of complexity at most K).",
+    ),
+    click.option(
         "--batch-teachers/--no-batch-teachers",
         cls=DistillerOption,
         help="Train a tuner's candidate teachers together as one stack of MLPs.",
@@ -354,21 +399,13 @@ def load_problem(dataset, data, target, lam, opts):
     """(table, Distiller parameters, resolved plugin options) from the shared options; fails on a
     bad file, plugin or option before any training (the data before torch loads: a bad file
     fails fast)."""
-    from jacdistill.data import load_bundled, load_file
+    from jacdistill.data import load_file, load_spec
 
     if dataset is not None and data is not None:
         raise JacdistillError("give either --dataset or --data, not both")
     reject_unused(lam, opts)
-    table = (
-        load_file(data, target)
-        if data is not None
-        else load_bundled(DEFAULT_DATASET if dataset is None else dataset)
-    )
-    if target is not None and data is None and target != table.target_name:
-        raise JacdistillError(
-            f"bundled dataset '{table.name}' has target '{table.target_name}'; "
-            f"--target applies to --data files"
-        )
+    spec = DEFAULT_DATASET if dataset is None else dataset
+    table = load_file(data, target) if data is not None else load_spec(spec, target)
 
     import torch
 
@@ -396,11 +433,13 @@ def load_problem(dataset, data, target, lam, opts):
                 "batch_size",
                 "lr",
                 "patience",
+                "keep",
                 "device",
                 "seed",
                 "batch_teachers",
                 "jobs",
                 "student_rows",
+                "select",
             )
         },
     )
@@ -475,7 +514,9 @@ def run(dataset, data, target, lam, out, as_json, no_baseline, **opts):
     from jacdistill import evaluation, pipeline
 
     table, params, resolved = load_problem(dataset, data, target, lam, opts)
-    run_dir = start_run_dir("run", table, params, resolved, out, data_file=data, baseline=not no_baseline)
+    run_dir = start_run_dir(
+        "run", table, params, resolved, out, data_file=data, dataset_spec=dataset, baseline=not no_baseline
+    )
     bars = Bars(enabled=not as_json and sys.stderr.isatty())
     started = time.perf_counter()
     with pipeline.marking_interrupts(run_dir):
@@ -500,7 +541,7 @@ def tune(dataset, data, target, out, as_json, **opts):
     from jacdistill import evaluation, pipeline
 
     table, params, resolved = load_problem(dataset, data, target, "auto", opts)
-    run_dir = start_run_dir("tune", table, params, resolved, out, data_file=data)
+    run_dir = start_run_dir("tune", table, params, resolved, out, data_file=data, dataset_spec=dataset)
     bars = Bars(enabled=not as_json and sys.stderr.isatty())
     with pipeline.marking_interrupts(run_dir):
         try:
@@ -560,12 +601,24 @@ def summary(table, main, base, run_dir, seconds: float) -> str:
         f"{'':20}" + "".join(f"{title:>22}" for title, _ in columns),
     ]
     lines += [f"{label:20}" + "".join(f"{show(c[key]):>22}" for _, c in columns) for label, key in rows]
-    lines.append(f"formula   {formula.as_text(est.formula_, table.target_name, digits=4)}")
+    lines.append(f"formula   {formula.as_text(est.formula_, table.target_name)}")
     if separate_base:
-        lines.append(f"baseline  {formula.as_text(base.estimator.formula_, table.target_name, digits=4)}")
+        lines.append(f"baseline  {formula.as_text(base.estimator.formula_, table.target_name)}")
+    lines.append(f"front     complexity:validation R², [chosen] by {m['select']} (all in front.csv)")
+    lines += [f"  {title:<32} {front_line(c['front'])}" for title, c in columns]
     lines.append(f"run dir   {run_dir}")
     lines.append(f"time      {seconds:.1f} s")
     return "\n".join(lines)
+
+
+def front_line(front: list[dict], most: int = 8) -> str:
+    """A front as ``complexity:R²`` pairs, the chosen one in brackets; at most ``most`` of them,
+    evenly spread, the chosen and the extremes always shown."""
+    chosen = next(i for i, member in enumerate(front) if member["chosen"])
+    step = max(1, -(-len(front) // most))
+    shown = sorted({0, len(front) - 1, chosen, *range(0, len(front), step)})
+    pair = lambda i: f"{front[i]['complexity']}:{fmt(front[i]['student_r2_val'], 3)}"
+    return "  ".join(f"[{pair(i)}]" if i == chosen else pair(i) for i in shown)
 
 
 @cli.command()
@@ -586,10 +639,42 @@ def plugins(as_json):
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
-def datasets(as_json):
-    """List the bundled datasets with their sizes."""
+@click.option("--feynman", is_flag=True, help="List the Feynman equations instead.")
+def datasets(as_json, feynman):
+    """List the bundled datasets with their sizes.
+
+    \b
+    --dataset (run, tune) and --datasets (sweep) take dataset specs:
+      NAME                     a bundled dataset listed here
+      PATH                     a CSV or Parquet file (target: the last column, or --target)
+      feynman:EQ?n=N&noise=L&seed=S
+                               generated from the AI Feynman equation EQ (see --feynman):
+                               N rows (default 1000) drawn uniformly in its variables' ranges
+                               by seed S (default 0), Gaussian target noise of L × the target's
+                               RMS (default 0); e.g. 'feynman:I.6.2?n=500&noise=0.01'
+                               (quoted: a shell reads & and ? itself)
+    """
     from jacdistill.data import bundled_datasets
 
+    if feynman:
+        from jacdistill.feynman import equations
+
+        table = [
+            {
+                "name": eq.name,
+                "variables": [v[0] for v in eq.variables],
+                "target": eq.output,
+                "formula": eq.text,
+            }
+            for eq in equations().values()
+        ]
+        if as_json:
+            click.echo(json.dumps(table, indent=2))
+            return
+        click.echo(f"{'name':10} {'variables':>9}  formula")
+        for row in table:
+            click.echo(f"{row['name']:10} {len(row['variables']):>9}  {row['target']} = {row['formula']}")
+        return
     rows = [
         {k: row[k] for k in ("name", "rows", "features", "target", "original_source", "license_note")}
         for row in bundled_datasets()
@@ -615,7 +700,10 @@ def split_list(value: str | None, cast=str) -> tuple | None:
 @click.option(
     "--config", type=click.Path(dir_okay=False), help="TOML file describing the grid; flags override it."
 )
-@click.option("--datasets", help="Comma-separated bundled datasets (default: all).")
+@click.option(
+    "--datasets",
+    help="Comma-separated dataset specs (see `jacdistill datasets --help`; default: all bundled).",
+)
 @click.option("--students", help=f"Comma-separated students (default: {','.join(DEFAULT_STUDENTS)}).")
 @click.option("--seeds", help=f"Comma-separated seeds (default: {','.join(map(str, DEFAULT_SEEDS))}).")
 @click.option("--arms", help=f"Comma-separated arms (default: {','.join(ARMS)}).")

@@ -8,7 +8,9 @@ A plugin module registers classes that subclass one of these through the hooks i
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -110,6 +112,63 @@ class Student(PluginOptions, ABC):
     def complexity(self) -> int:
         """Model size: nodes of the expression tree (trees override this with their leaf count)."""
         return count_nodes(self.expression())
+
+    def candidates(self) -> list[Candidate]:
+        """The fitted models this student offers, from simple to complex: its accuracy–complexity
+        front before scoring (``jacdistill.fronts.front`` scores them on the training rows and keeps
+        the non-dominated ones). A student with one model offers that one (a front of one);
+        symbolic regressors override this with their Pareto front, trees with their pruning path."""
+        return [Candidate(self.complexity(), self.expression, self.predict)]
+
+
+class Candidate:
+    """One model of a student's front: its ``complexity`` (the student's measure, as
+    :meth:`Student.complexity`), its sympy ``expression`` over ``x0 … x{d-1}`` (built on first use
+    from ``build``), and its predictions on standardized rows (from ``native``, the student's own
+    evaluator, while the candidate is live; from the expression once pickled, since native
+    evaluators may hold C++ or Julia objects). The expression must compute what ``native`` does.
+    ``error``: its mean squared error on the rows the student was fitted to, set when the front
+    is scored (``jacdistill.fronts.front``)."""
+
+    def __init__(
+        self,
+        complexity: int,
+        build: Callable[[], sympy.Expr],
+        native: Callable[[np.ndarray], np.ndarray] | None = None,
+    ):
+        self.complexity, self._build, self._native = int(complexity), build, native
+        self._expression: sympy.Expr | None = None
+        self._compiled: Callable | None = None
+        self.error = math.nan
+
+    @property
+    def expression(self) -> sympy.Expr:
+        if self._expression is None:
+            self._expression = self._build()
+        return self._expression
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Predictions on standardized rows (n×d), float64 (n,)."""
+        if self._native is not None:
+            values = self._native(X)
+        else:
+            if self._compiled is None:
+                self._compiled = sympy.lambdify(variables(X.shape[1]), self.expression, "numpy")
+            with np.errstate(all="ignore"):  # numpy evaluates every branch of a Piecewise
+                values = self._compiled(*np.asarray(X, dtype=np.float64).T)
+        return np.broadcast_to(np.asarray(values, dtype=np.float64), (len(X),)).reshape(-1).copy()
+
+    def __getstate__(self) -> dict:
+        # the expression, not the evaluators: native ones may not pickle, compiled ones never do
+        return {"complexity": self.complexity, "expression": self.expression, "error": self.error}
+
+    def __setstate__(self, state: dict) -> None:
+        expression = state["expression"]
+        self.__init__(state["complexity"], lambda: expression)  # type: ignore[misc]
+        self._expression, self.error = expression, state["error"]
+
+    def __repr__(self) -> str:
+        return f"Candidate(complexity={self.complexity}, error={self.error:.4g})"
 
 
 def count_nodes(expr: sympy.Expr) -> int:

@@ -1,16 +1,21 @@
-"""Tabular regression data: bundled datasets, CSV/Parquet files, validation and splitting."""
+"""Tabular regression data: bundled datasets, CSV/Parquet files, generated ground-truth problems,
+validation and splitting."""
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from jacdistill.options import JacdistillError
+
+if TYPE_CHECKING:  # the CLI loads data before sympy, which only a generated problem needs
+    import sympy
 
 MIN_ROWS = 20
 SPLIT = {"train": 0.70, "val": 0.15, "test": 0.15}  # fractions of the rows, drawn with the seed
@@ -23,6 +28,11 @@ class Dataset:
     y: np.ndarray  # float64, n
     feature_names: list[str]
     target_name: str
+    # generated problems only (None for real data): the target without its noise (n), and the true
+    # formula, a sympy expression over plain Symbols named as the features; jacdistill.groundtruth
+    # scores against them
+    y_true: np.ndarray | None = None
+    formula: sympy.Expr | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,72 @@ def bundled_entry(name: str) -> dict:
     if name not in entries:
         raise JacdistillError(f"unknown dataset '{name}'; bundled: {', '.join(sorted(entries))}")
     return entries[name]
+
+
+FILE_SUFFIXES = (".csv", ".parquet", ".pq", ".txt", ".tsv", ".dat")  # a spec that is meant as a file
+
+
+def load_spec(spec: str, target: str | None = None) -> Dataset:
+    """The data set a spec names; ``run --dataset``, ``tune --dataset`` and a sweep's ``datasets``
+    all take one:
+
+    - ``NAME``: a bundled dataset (``jacdistill datasets`` lists them);
+    - ``feynman:EQUATION[?n=N&noise=LEVEL&seed=S]``: a problem generated from the AI Feynman
+      equation ``EQUATION`` (``jacdistill datasets --feynman`` lists them), e.g.
+      ``feynman:I.6.2?n=1000&noise=0.01&seed=0``: N rows (default 1000, 20 to 10⁶) drawn uniformly
+      in the variables' ranges with ``numpy.random.default_rng(S)`` (default 0), target noise of
+      standard deviation LEVEL × the noiseless target's RMS (default 0); see :mod:`jacdistill.feynman`;
+    - ``PATH``: a CSV or Parquet file (by its suffix .parquet or .pq; any other is read as CSV),
+      if it exists, or holds a ``/``, or ends in a data suffix (else: an unknown name).
+
+    ``target`` names the target column of a file (default: the last column); a bundled or generated
+    data set has its own. The Dataset's ``name`` is :func:`spec_name`.
+    """
+    if spec.startswith("feynman:"):
+        from jacdistill import feynman
+
+        problem = feynman.parse(spec)
+        eq = feynman.equation(problem.equation)
+        X, y, y_true = feynman.sample(problem)
+        frame = pd.DataFrame(X, columns=[name for name, _, _ in eq.variables]).assign(**{eq.output: y})
+        table = from_frame(frame, None, problem.label)
+        table = replace(table, y_true=y_true, formula=eq.formula())
+    elif spec in {row["name"] for row in bundled_datasets()}:
+        table = load_bundled(spec)
+    elif Path(spec).exists() or "/" in spec or Path(spec).suffix.lower() in FILE_SUFFIXES:
+        return load_file(spec, target)
+    else:
+        raise JacdistillError(unknown_spec(spec))
+    if target is not None and target != table.target_name:
+        raise JacdistillError(
+            f"dataset '{spec}' has target '{table.target_name}'; --target names a column of a data file"
+        )
+    return table
+
+
+def unknown_spec(spec: str) -> str:
+    from jacdistill import feynman
+
+    names = ", ".join(sorted(row["name"] for row in bundled_datasets()))
+    hint = f"; did you mean feynman:{spec}?" if spec in feynman.equations() else ""
+    return (
+        f"unknown dataset '{spec}': give a bundled name ({names}), a CSV/Parquet file, "
+        f"or feynman:EQUATION (see `jacdistill datasets --help`){hint}"
+    )
+
+
+def spec_name(spec: str) -> str:
+    """The name of the data set ``spec`` names (see :func:`load_spec`), without loading it: a
+    bundled name itself, a file's stem, ``feynman-I.6.2-n100-noise0.1`` for
+    ``feynman:I.6.2?n=100&noise=0.1``. It names run directories and sweep trial files, so it holds
+    no ``/`` (nor ``?``, ``&``, ``=`` or ``:`` for a generated problem)."""
+    if spec.startswith("feynman:"):
+        from jacdistill import feynman
+
+        return feynman.parse(spec).label
+    if spec in {row["name"] for row in bundled_datasets()}:
+        return spec
+    return Path(spec).stem
 
 
 def load_bundled(name: str) -> Dataset:

@@ -12,19 +12,23 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import sympy
 import torch
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from jacdistill import formula, teacher
-from jacdistill.contracts import Regularizer, Student
+from jacdistill import formula, fronts, readable, teacher
+from jacdistill.contracts import Candidate, Regularizer, Student
 from jacdistill.data import SPLIT, Standardizer, split_indices
+from jacdistill.metrics import r2
 from jacdistill.options import (
     Boolean,
     Interval,
@@ -53,14 +57,44 @@ class FormulaEstimator(RegressorMixin, BaseEstimator):
         self.x_scaler_, self.y_scaler_ = Standardizer.fit(X), Standardizer.fit(y[:, None])
         return self.x_scaler_.transform(X), self.y_scaler_.transform(y[:, None])[:, 0]
 
-    def _adopt(self, student: Student) -> None:
-        """Make ``student`` (fitted on standardized rows) this estimator's model."""
-        self.student_ = student
-        self.expression_ = student.expression()
-        self.complexity_ = student.complexity()
-        self.formula_ = formula.to_original_units(
-            self.expression_, self.x_scaler_, self.y_scaler_, self.feature_names()
+    def _adopt(
+        self, student: Student, front: list[Candidate], scores: list[float], chosen: int, Xv, yv
+    ) -> None:
+        """Make member ``chosen`` of ``student``'s front (fitted on standardized rows; ``scores``:
+        the members' validation R² on the standardized rows ``Xv``, ``yv``) this estimator's
+        model, its formula made readable (``jacdistill.readable``) on those rows."""
+        self.student_, self.front_members_, self.front_r2_val_, self.chosen_ = student, front, scores, chosen
+        self.expression_ = front[chosen].expression
+        self.complexity_ = front[chosen].complexity
+        X_val, y_val = self.x_scaler_.inverse(Xv), self.y_scaler_.inverse(yv[:, None])[:, 0]
+        self.formula_ = readable.readable(self.member_formula(chosen), self.feature_names(), X_val, y_val)
+
+    @property
+    def front_(self) -> pd.DataFrame:
+        """The student's accuracy–complexity front, simplest first: each member's complexity,
+        validation R² (against the truth) and, for a distiller, fidelity R² (against the teacher,
+        on the validation rows), whether the selection rule chose it, and its formula (constants
+        to 4 significant digits; ``member_formula(i)`` gives member i's in full)."""
+        check_is_fitted(self)
+        table = pd.DataFrame(
+            {
+                "complexity": [m.complexity for m in self.front_members_],
+                "student_r2_val": self.front_r2_val_,
+                "fidelity_r2_val": getattr(self, "front_fidelity_val_", None),
+                "chosen": [i == self.chosen_ for i in range(len(self.front_members_))],
+                "formula": [
+                    formula.as_text(self.member_formula(i), "y", digits=4).partition(" = ")[2]
+                    for i in range(len(self.front_members_))
+                ],
+            }
         )
+        return table.dropna(axis=1, how="all")
+
+    def member_formula(self, i: int) -> sympy.Expr:
+        """Front member ``i``'s formula in the data's units, constants in full precision."""
+        check_is_fitted(self)
+        expr = self.front_members_[i].expression
+        return formula.to_original_units(expr, self.x_scaler_, self.y_scaler_, self.feature_names())
 
     def feature_names(self) -> list[str]:
         names = getattr(self, "feature_names_in_", None)
@@ -71,9 +105,10 @@ class FormulaEstimator(RegressorMixin, BaseEstimator):
         return self.x_scaler_.transform(validate_data(self, X, dtype=np.float64, reset=False))
 
     def predict(self, X: ArrayLike) -> np.ndarray:
-        """The student's predictions (what the formula computes), in the target's units."""
-        X = self._standardized(X)
-        return self.y_scaler_.inverse(self.student_.predict(X)[:, None])[:, 0]
+        """What the displayed formula (``formula_``) computes, in the target's units."""
+        check_is_fitted(self)
+        rows = np.asarray(validate_data(self, X, dtype=np.float64, reset=False))
+        return formula.evaluate(self.formula_, self.feature_names(), rows)
 
     def formula(self, target: str = "y", digits: int | None = None) -> str:
         """The student's formula in the data's units, e.g. ``y = 3.1*x0 + sin(x1)``, over safe
@@ -87,20 +122,33 @@ class DirectRegressor(FormulaEstimator):
     """Symbolic regression on the data itself, no teacher: ``student`` (a plugin name) with
     ``student_options``, seeded ``seed``, fitted to the standardized rows."""
 
-    def __init__(self, student="operon", student_options=None, seed=0, jobs=None):
+    def __init__(self, student="operon", student_options=None, seed=0, jobs=None, select=fronts.DEFAULT_RULE):
         self.student = student
         self.student_options = student_options
         self.seed = seed
         self.jobs = jobs
+        self.select = select
 
-    def fit(self, X: ArrayLike, y: ArrayLike) -> DirectRegressor:
+    def fit(
+        self, X: ArrayLike, y: ArrayLike, X_val: ArrayLike | None = None, y_val: ArrayLike | None = None
+    ) -> DirectRegressor:
+        """Fit on (X, y); the front member is selected on (``X_val``, ``y_val``) if given, else
+        on the training rows."""
+        rule = fronts.Rule.parse(self.select)
         cls = registry().student(self.student)
         options = cls.resolve_options(self.student_options or {})
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
         Xs, ys = self._scale(X, y)
         student = cls(seed=self.seed, **options)
         student.jobs = available_cores() if self.jobs is None else self.jobs
-        self._adopt(student.fit(Xs, ys))
+        front = fronts.front(student.fit(Xs, ys), Xs, ys)
+        if X_val is None or y_val is None:
+            Xv, yv = Xs, ys
+        else:
+            Xc, yc = validate_data(self, X_val, y_val, y_numeric=True, dtype=np.float64, reset=False)
+            Xv, yv = self.x_scaler_.transform(Xc), self.y_scaler_.transform(yc[:, None])[:, 0]
+        scores = [r2(yv, member.predict(Xv)) for member in front]
+        self._adopt(student, front, scores, rule.choose([m.complexity for m in front], scores), Xv, yv)
         return self
 
 
@@ -168,7 +216,11 @@ class Distiller(FormulaEstimator):
     teacher also label m·n extra inputs drawn near the n training rows (Gaussian jitter of
     ``jitter`` standard deviations per feature) for the student to fit, which direct symbolic
     regression cannot do. Without ``X_val``/``y_val``, ``fit`` holds out
-    ``validation_fraction`` of its rows for early stopping and tuning. ``batch_teachers`` trains
+    ``validation_fraction`` of its rows for early stopping and tuning. A teacher stops after
+    ``patience`` epochs without validation improvement (None: never early, all ``epochs`` run) and
+    keeps the weights of its best validation epoch (``keep="best"``) or of the last epoch it
+    trained (``keep="last"``; with ``patience=None``: all ``epochs`` trained whatever validation
+    says, the paper's regime); tuners judge the weights kept. ``batch_teachers`` trains
     a tuner's candidate teachers together, as one stack of MLPs (batched matrix products), where
     the regularizer allows; False trains them one after another (the same numbers within float
     rounding, slower). ``jobs``: the cores a student fit may use (Operon's threads; None: all
@@ -195,12 +247,14 @@ class Distiller(FormulaEstimator):
         batch_size=64,
         lr=3e-3,
         patience=40,
+        keep="best",
         validation_fraction=SPLIT["val"],
         device="cpu",
         seed=0,
         batch_teachers=True,
         jobs=None,
         student_rows=5000,  # benchmarks/student_rows.py: no loss in student R² at 1 000+ rows
+        select=fronts.DEFAULT_RULE,
     ):
         self.regularizer = regularizer
         self.lam = lam
@@ -218,12 +272,14 @@ class Distiller(FormulaEstimator):
         self.batch_size = batch_size
         self.lr = lr
         self.patience = patience
+        self.keep = keep
         self.validation_fraction = validation_fraction
         self.device = device
         self.seed = seed
         self.batch_teachers = batch_teachers
         self.jobs = jobs
         self.student_rows = student_rows
+        self.select = select
 
     # What the parameters accept, checked by resolve_plugins before any training (plugin names
     # and options: by the registry and the plugins). Seeds: numpy's generators take no negative
@@ -245,13 +301,15 @@ class Distiller(FormulaEstimator):
         "epochs": Interval(int, 1, None),
         "batch_size": Interval(int, 1, None),
         "lr": Interval(float, 0, None, closed="neither"),
-        "patience": Interval(int, 1, None),
+        "patience": [Interval(int, 1, None), None],
+        "keep": OneOf(*teacher.KEEP),
         "validation_fraction": Interval(float, 0, 1, closed="neither"),
         "device": Satisfies(lambda d: device_problem(d) is None, "cpu, cuda or cuda:N (a GPU present here)"),
         "seed": Interval(int, 0, 2**31 - 1),
         "batch_teachers": Boolean,
         "jobs": [Interval(int, 1, 1024), None],
         "student_rows": [Interval(int, 1, None), None],
+        "select": Satisfies(fronts.is_rule, "best, parsimony=TOL (TOL ≥ 0) or complexity=K (K ≥ 1)"),
     }
 
     def resolve_plugins(self) -> tuple[Regularizer, dict, type[Student], Tuner | None]:
@@ -299,8 +357,16 @@ class Distiller(FormulaEstimator):
         assert chosen.student is not None  # student_r2 fitted it
         self.search_.release()
         self.lam_, self.teacher_, self.training_ = chosen.lam, chosen.model, chosen.training
-        self._adopt(chosen.student)
-        self.timings_ = {"teacher": self.search_.teacher_seconds, "student": self.search_.student_seconds}
+        started = time.perf_counter()
+        Xv, labels = problem.X_val, teacher.predict(chosen.model, problem.X_val)
+        self._adopt(chosen.student, chosen.front, chosen.front_r2_val, chosen.chosen, Xv, problem.y_val)
+        self.front_fidelity_val_ = [r2(labels, member.predict(Xv)) for member in chosen.front]
+        search = self.search_
+        self.timings_ = {  # selection: scoring fronts, choosing, and making the formula readable
+            "teacher": search.teacher_seconds,
+            "student": search.student_seconds - search.select_seconds,
+            "selection": search.select_seconds + time.perf_counter() - started,
+        }
         return self
 
     def problem(
@@ -326,7 +392,7 @@ class Distiller(FormulaEstimator):
             X_student = X_student[np.sort(rng.choice(len(X_student), self.student_rows, replace=False))]
         self.student_rows_ = len(X_student)
         config = teacher.TrainConfig(
-            self.epochs, self.batch_size, self.lr, self.patience, self.device, self.reg_every
+            self.epochs, self.batch_size, self.lr, self.patience, self.device, self.reg_every, self.keep
         )
         new_student = functools.partial(student_cls, **student_options)
         problem = Problem(
@@ -335,6 +401,7 @@ class Distiller(FormulaEstimator):
             seed=self.seed, fingerprint=self._fingerprint(Xs, ys, Xv, yv),
             workdir=None if workdir is None else Path(workdir), progress=progress,
             batch_teachers=self.batch_teachers, jobs=available_cores() if self.jobs is None else self.jobs,
+            select=fronts.Rule.parse(self.select),
         )  # fmt: skip
         return problem, tuner
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from jacdistill import formula
+from jacdistill import formula, fronts, groundtruth
 from jacdistill.data import Dataset, Split, split_indices
 from jacdistill.estimator import DirectRegressor, Distiller, FormulaEstimator
 from jacdistill.metrics import r2
@@ -61,7 +61,12 @@ def fit_and_score(
         "teacher_r2_val": result["teacher_r2_val"],
         "student_r2_val": result["student_r2_val"],
         "fidelity_r2_val": result["fidelity_r2_val"],
+        "select": est.select,
+        "front": front_records(est, data, split),
+        **ground_truth(est, data, split),
         "student_rows": est.student_rows_,
+        "patience": est.patience,
+        "keep": est.keep,
         "teacher_epochs": est.training_.epochs_run,
         "teacher_best_epoch": est.training_.best_epoch,
         "rows": {"train": len(split.train), "val": len(split.val), "test": len(split.test)},
@@ -137,12 +142,53 @@ def scores(est: FormulaEstimator, data: Dataset, split: Split) -> dict:
     return result
 
 
-def direct(data: Dataset, student: str, student_options: dict, seed: int, jobs: int | None = None) -> dict:
-    """The student fitted to the true targets of the training rows of ``seed``'s split, scored as
-    a distilled student is (the teacher's entries are None)."""
+def front_records(est: FormulaEstimator, data: Dataset, split: Split) -> list[dict]:
+    """Each member of ``est``'s front, simplest first: its complexity, validation and test R²
+    (against the truth) and, for a distiller, validation fidelity R²; the chosen one marked."""
+    X_test = est.x_scaler_.transform(data.X[split.test])
+    y_test = est.y_scaler_.transform(data.y[split.test][:, None])[:, 0]  # R² is scale-free
+    fidelity = getattr(est, "front_fidelity_val_", [None] * len(est.front_members_))
+    return [
+        {
+            "complexity": member.complexity,
+            "student_r2_val": val,
+            "student_r2_test": r2(y_test, member.predict(X_test)),
+            "fidelity_r2_val": fid,
+            "chosen": i == est.chosen_,
+        }
+        for i, (member, val, fid) in enumerate(zip(est.front_members_, est.front_r2_val_, fidelity))
+    ]
+
+
+def ground_truth(est: FormulaEstimator, data: Dataset, split: Split) -> dict:
+    """For a generated problem (``data.formula`` known): test R² against the noiseless target of
+    the student (and the teacher) and whether the chosen formula, in full precision, is a symbolic
+    solution (None: undecided within the time cap); nothing for other data."""
+    if data.formula is None or data.y_true is None:
+        return {}
+    rows, truth = split.test, data.y_true[split.test]
+    result = {"student_r2_test_true": r2(truth, est.predict(frame(data, rows)))}
+    if isinstance(est, Distiller):
+        result["teacher_r2_test_true"] = r2(truth, est.predict_teacher(frame(data, rows)))
+    candidate = groundtruth.as_truth_symbols(est.member_formula(est.chosen_), data.formula)
+    result["solution"] = groundtruth.symbolic_solution(candidate, data.formula)
+    return result
+
+
+def direct(
+    data: Dataset,
+    student: str,
+    student_options: dict,
+    seed: int,
+    jobs: int | None = None,
+    select: str = fronts.DEFAULT_RULE,
+) -> dict:
+    """The student fitted to the true targets of the training rows of ``seed``'s split, its
+    formula selected from its front on the validation rows by ``select``, scored as a distilled
+    student is (the teacher's entries are None)."""
     split = split_indices(len(data.y), seed)
-    est = DirectRegressor(student, student_options, seed, jobs).fit(
-        frame(data, split.train), data.y[split.train]
+    est = DirectRegressor(student, student_options, seed, jobs, select).fit(
+        frame(data, split.train), data.y[split.train], frame(data, split.val), data.y[split.val]
     )
     result = scores(est, data, split)
     return {
@@ -155,6 +201,9 @@ def direct(data: Dataset, student: str, student_options: dict, seed: int, jobs: 
         "complexity": int(est.complexity_),
         "formula": formula.as_text(est.formula_, data.target_name, digits=6),
         "variables": formula.variables(est.formula_, data.target_name),
+        "select": select,
+        "front": front_records(est, data, split),
+        **ground_truth(est, data, split),
     }
 
 

@@ -10,7 +10,9 @@ import os
 import socket
 from pathlib import Path
 
-from jacdistill import formula, storage, teacher
+import pandas as pd
+
+from jacdistill import formula, run_plots, storage, teacher
 from jacdistill.data import Dataset
 from jacdistill.evaluation import Fitted
 from jacdistill.options import JacdistillError
@@ -95,6 +97,7 @@ def write_model_files(path: Path, fitted: Fitted, target: str) -> None:
     path.mkdir(exist_ok=True)
     storage.write_text(path / "formula.txt", formula.file_text(est.formula_, target))
     storage.write_text(path / "formula.tex", formula.as_latex(est.formula_, target) + "\n")
+    storage.write_text(path / "front.csv", est.front_.to_csv(index=False))
     storage.write_torch(
         path / "teacher.pt",
         teacher.checkpoint(
@@ -110,12 +113,25 @@ def write_model_files(path: Path, fitted: Fitted, target: str) -> None:
 
 
 def write_run(path: Path, data: Dataset, main: Fitted, base: Fitted | None) -> None:
-    """Model files first, then ``metrics.json``: its presence marks a finished run."""
+    """Model files first, then ``metrics.json``: its presence marks a finished run; then the
+    figures ``front.png`` (both fronts, the chosen formulas marked) and ``fit.png`` (the data, the
+    teacher and the formulas along each feature)."""
     write_model_files(path, main, data.target_name)
     if base:
         write_model_files(path / "baseline", base, data.target_name)
     storage.write_json(path / "metrics.json", main.metrics)
     _mark(path, "finished")
+    fits = {f"regularized (λ = {main.metrics['lam']:.3g})": main}
+    if base and base is not main:
+        fits["baseline (λ = 0)"] = base
+    run_plots.plot_front(
+        {label: fit.metrics["front"] for label, fit in fits.items()}, path / "front.png", data.name
+    )
+    frame = lambda X: pd.DataFrame(X, columns=data.feature_names)
+    curves = {"teacher": lambda X: main.estimator.predict_teacher(frame(X))}
+    for label, fit in fits.items():
+        curves[f"formula, {label}"] = lambda X, est=fit.estimator: est.predict(frame(X))
+    run_plots.plot_fit(data.X, data.y, data.feature_names, data.target_name, curves, path / "fit.png")
 
 
 def write_tuning(path: Path, report: dict) -> None:

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from jacdistill import teacher
-from jacdistill.contracts import Regularizer, Student
+from jacdistill import fronts, teacher
+from jacdistill.contracts import Candidate, Regularizer, Student
 from jacdistill.metrics import r2
 from jacdistill.options import JacdistillError, PluginOptions
 from jacdistill.teacher import EarlyStopping, Schedule, TrainConfig, TrainResult
@@ -53,6 +53,7 @@ class Problem:
     progress: Progress | None = None
     batch_teachers: bool = True  # train several candidates as one stack where the penalty allows
     jobs: int = 1  # cores a student fit may use
+    select: fronts.Rule = fronts.Rule.parse(fronts.DEFAULT_RULE)  # which front member a fit gives
 
     def train_teachers(
         self, schedules: Sequence[Schedule], seeds: Sequence[int] | None = None
@@ -108,6 +109,13 @@ class Problem:
             self.progress("student", 1, 1)
         return student
 
+    def front(self, student: Student, model: nn.Module) -> tuple[list[Candidate], list[float], int]:
+        """The fitted ``student``'s front on the rows it fitted (``model``'s labels), each
+        member's validation R², and the member this problem's rule selects."""
+        members = fronts.front(student, self.X_student, teacher.predict(model, self.X_student))
+        scores = [r2(self.y_val, member.predict(self.X_val)) for member in members]
+        return members, scores, self.select.choose([m.complexity for m in members], scores)
+
 
 @dataclass
 class Trial:
@@ -119,12 +127,23 @@ class Trial:
     teacher_r2_val: float
     seconds: float
     student: Student | None = None
-    student_r2_val: float | None = None
+    student_r2_val: float | None = None  # the chosen front member's
     extra: dict = field(default_factory=dict)  # tuner-specific notes, e.g. the λ trajectory
+    front: list[Candidate] = field(default_factory=list)  # the student's front, simplest first
+    front_r2_val: list[float] = field(default_factory=list)  # each member's validation R²
+    chosen: int = -1  # the member the problem's rule selected
 
     @property
     def val_mse(self) -> float:
+        """The validation MSE of the weights kept (the last epoch's with keep="last")."""
         return self.training.best_val_mse
+
+    @property
+    def candidate(self) -> Candidate:
+        """The selected member of the student's front (once the student is fitted)."""
+        if self.chosen < 0:
+            raise RuntimeError("this trial's student is not fitted")
+        return self.front[self.chosen]
 
     def record(self) -> dict[str, Any]:
         """JSON-ready summary (no model)."""
@@ -150,6 +169,7 @@ class Search:
         self.trials = [dataclasses.replace(t, extra=dict(t.extra)) for t in reuse]  # ours to fill in
         self.teacher_trainings = self.student_fits = 0
         self.teacher_seconds = self.student_seconds = 0.0
+        self.select_seconds = 0.0  # of the student seconds: scoring fronts and selecting
 
     @property
     def live(self) -> Problem:
@@ -167,11 +187,10 @@ class Search:
         return self.live.fingerprint
 
     def teachers(self, lams: Sequence[float]) -> list[Trial]:
-        """One trial per λ (constant, early stopping on validation MSE); each λ is trained once,
-        and those not trained yet are trained together."""
+        """One trial per λ (constant, early stopping on validation MSE as the problem's config
+        says); each λ is trained once, and those not trained yet are trained together."""
         new = [lam for lam in dict.fromkeys(map(float, lams)) if self._cached(lam) is None]
-        patience = self.live.config.patience
-        self._train([EarlyStopping(lam, patience) for lam in new])
+        self._train([EarlyStopping.of(lam, self.live.config) for lam in new])
         return [self._cached(float(lam)) for lam in lams]  # type: ignore[misc]  # all trained now
 
     def teacher(self, lam: float) -> Trial:
@@ -182,13 +201,20 @@ class Search:
         """Teachers at ``lam`` from other seeds' initial weights and minibatch order (restarts of
         this problem: the sweep's control), trained together; not cached (each trial's
         ``extra["seed"]`` says which). Their students are seeded alike by ``student_r2(trial, seed)``."""
-        trials = self._train([EarlyStopping(lam, self.live.config.patience) for _ in seeds], seeds)
+        trials = self._train([EarlyStopping.of(lam, self.live.config) for _ in seeds], seeds)
         for trial, seed in zip(trials, seeds):
             trial.extra["seed"] = seed
         return trials
 
     def scheduled(self, schedule: Schedule) -> Trial:
-        """A teacher trained under a λ schedule of the tuner's own (never cached)."""
+        """A teacher trained under a λ schedule of the tuner's own (never cached), which decides
+        itself which epoch's weights it keeps: the problem's keep must be "best"."""
+        keep = self.live.config.keep
+        if keep != "best":
+            raise JacdistillError(
+                f"keep='{keep}' is not supported by a tuner that moves λ during training (its "
+                f"{type(schedule).__name__} chooses the epoch kept); use keep='best' or another tuner"
+            )
         (trial,) = self._train([schedule])
         trial.extra["schedule"] = type(schedule).__name__
         return trial
@@ -225,27 +251,32 @@ class Search:
         trial = self._cached(float(lam))
         if trial is None:
             return None
-        own_student = student and "student_seed" not in trial.extra
-        return Trial(
-            trial.lam, trial.model, trial.training, trial.teacher_r2_val, 0.0,
-            trial.student if own_student else None, trial.student_r2_val if own_student else None,
-            {"reused": True},
-        )  # fmt: skip
+        own_student = student and "student_seed" not in trial.extra and trial.chosen >= 0
+        copy = Trial(trial.lam, trial.model, trial.training, trial.teacher_r2_val, 0.0)
+        copy.extra["reused"] = True
+        if own_student:
+            copy.student, copy.student_r2_val = trial.student, trial.student_r2_val
+            copy.front, copy.front_r2_val, copy.chosen = trial.front, trial.front_r2_val, trial.chosen
+        return copy
 
     def student_r2(self, trial: Trial, seed: int | None = None) -> float:
-        """Fit the student on ``trial``'s teacher (once; seeded ``seed``, else the problem's seed)
-        and return its validation R²."""
-        if trial.student_r2_val is None:
+        """Fit the student on ``trial``'s teacher (once; seeded ``seed``, else the problem's seed),
+        select a member of its front by the problem's rule on the validation rows, and return that
+        member's validation R²."""
+        if trial.chosen < 0:
             problem, started = self.live, time.perf_counter()
             trial.student = problem.fit_student(trial.model, problem.seed if seed is None else seed)
+            fitted = time.perf_counter()
+            trial.front, trial.front_r2_val, trial.chosen = problem.front(trial.student, trial.model)
+            self.select_seconds += time.perf_counter() - fitted
             if seed is not None:
                 trial.extra["student_seed"] = seed
             seconds = time.perf_counter() - started
             self.student_fits += 1
             self.student_seconds += seconds
             trial.seconds += seconds
-            trial.student_r2_val = r2(problem.y_val, trial.student.predict(problem.X_val))
-        return trial.student_r2_val
+            trial.student_r2_val = trial.front_r2_val[trial.chosen]
+        return trial.front_r2_val[trial.chosen]
 
     def student_r2s(self, trials: Sequence[Trial], seeds: Sequence[int | None] | None = None) -> list[float]:
         """:meth:`student_r2` for several trials (``seeds``: one per trial)."""

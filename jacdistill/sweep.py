@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from jacdistill import storage
-from jacdistill.data import Dataset
+from jacdistill import fronts, storage
+from jacdistill.data import Dataset, spec_name
 from jacdistill.options import JacdistillError
 from jacdistill.trials import ARMS, DEFAULT_SEEDS, DEFAULT_STUDENTS, trial_path
 
@@ -47,9 +47,10 @@ class SweepSpec:
     tuner_options: dict = field(default_factory=dict)
     lam: float | str = "auto"  # the regularized arms' λ: "auto" (tuned) or a fixed number
     student_options: dict = field(default_factory=dict)  # student name -> its options
-    teacher: dict = field(default_factory=dict)  # Distiller parameters: widths, epochs, ...
+    teacher: dict = field(default_factory=dict)  # Distiller parameters: widths, epochs, keep, ...
     augment: float = 2.0
     jitter: float = 0.1
+    select: str = fronts.DEFAULT_RULE  # which front member every arm's fit gives
 
     def __post_init__(self):
         self._check_types()
@@ -90,6 +91,7 @@ class SweepSpec:
             "student": student,
             "student_options": self.student_options.get(student, {}),
             "seed": seed,
+            "select": self.select,
             **self.teacher,
             **changes,
         }
@@ -128,9 +130,10 @@ SETTING_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {  # setting ->
     "lam": (lambda v: v == "auto" or (_is_number(v) and v >= 0), "'auto' or a finite number >= 0"),
     "augment": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
     "jitter": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
+    "select": (fronts.is_rule, "best, parsimony=TOL (TOL ≥ 0) or complexity=K (K ≥ 1)"),
 }
 TEACHER_SET_BY_SWEEP = ("regularizer", "regularizer_options", "tuner", "tuner_options", "lam", "student",
-                        "student_options", "seed", "augment", "jitter", "jobs")  # fmt: skip
+                        "student_options", "seed", "augment", "jitter", "jobs", "select")  # fmt: skip
 
 
 def check_settings(settings) -> None:
@@ -170,6 +173,8 @@ def spec_from(config: str | None, flags: dict, tuner_opts: dict, student_opts: d
         except RecursionError:
             raise JacdistillError(f"cannot read config {config}: values nested too deeply") from None
         check_settings(settings)  # before the command line's flags are merged into them
+        if settings.get("teacher", {}).get("patience") == "none":  # TOML has no null: never stop early
+            settings["teacher"] = {**settings["teacher"], "patience": None}
     epochs = flags.pop("epochs", None)
     settings.update({k: v for k, v in flags.items() if v is not None})
     settings.setdefault("datasets", tuple(row["name"] for row in bundled_datasets()))
@@ -202,12 +207,18 @@ def spec_from(config: str | None, flags: dict, tuner_opts: dict, student_opts: d
 
 
 def check(spec: SweepSpec) -> None:
-    """Fail on an unknown dataset, plugin or option before any worker starts."""
-    from jacdistill.data import bundled_entry
+    """Fail on a bad dataset spec, plugin or option before any worker starts."""
+    from jacdistill.data import load_spec
     from jacdistill.estimator import Distiller
 
-    for name in spec.datasets:
-        bundled_entry(name)
+    named: dict[str, str] = {}
+    for dataset in spec.datasets:
+        name = load_spec(dataset).name  # loads it: a bad file or spec fails here, not in a worker
+        if name in named:  # their trials would share files
+            raise JacdistillError(
+                f"datasets '{named[name]}' and '{dataset}' are both named '{name}'; drop or rename one"
+            )
+        named[name] = dataset
     settable = sorted(set(Distiller().get_params()) - set(TEACHER_SET_BY_SWEEP))
     unknown = [key for key in spec.teacher if key not in settable]
     if unknown:
@@ -240,11 +251,12 @@ def prepare(sweep_dir: Path, spec: SweepSpec) -> None:
 
 def missing(sweep_dir: Path, spec: SweepSpec) -> list[tuple[tuple[str, str, int], str]]:
     """(unit, arm) of every trial not yet finished."""
+    names = {dataset: spec_name(dataset) for dataset in spec.datasets}  # what trial files are named by
     return [
         (unit, arm)
         for unit in spec.units()
         for arm in spec.arms
-        if not trial_path(sweep_dir, unit[0], unit[1], arm, unit[2]).exists()
+        if not trial_path(sweep_dir, names[unit[0]], unit[1], arm, unit[2]).exists()
     ]
 
 
@@ -269,11 +281,12 @@ def run_unit(spec: SweepSpec, sweep_dir: str, unit: tuple[str, str, int], jobs: 
     trained twice."""
     import torch
 
-    from jacdistill.data import load_bundled
+    from jacdistill.data import load_spec
 
     torch.set_num_threads(1)  # one process per core: small MLPs gain nothing from more threads
     dataset, student, seed = unit
-    work = Unit(spec, load_bundled(dataset), student, seed, Path(sweep_dir), jobs)
+    work = Unit(spec, load_spec(dataset), student, seed, Path(sweep_dir), jobs)
+    dataset = work.data.name  # trial files and records name the data set by spec_name, not its spec
     ran = 0
     for arm in sorted(spec.arms, key=RUN_ORDER.index):
         path = trial_path(work.sweep_dir, dataset, student, arm, seed)
@@ -350,7 +363,7 @@ def _direct(unit: Unit) -> dict:
     from jacdistill import evaluation
 
     options = unit.spec.student_options.get(unit.student, {})
-    return evaluation.direct(unit.data, unit.student, options, unit.seed, unit.jobs)
+    return evaluation.direct(unit.data, unit.student, options, unit.seed, unit.jobs, unit.spec.select)
 
 
 def _control(unit: Unit) -> dict:

@@ -1,4 +1,5 @@
-"""The teacher: an MLP trained with Adam on MSE + λ·penalty, early-stopped on validation MSE."""
+"""The teacher: an MLP trained with Adam on MSE + λ·penalty, early-stopped on validation MSE (or
+trained for all its epochs), keeping its best validation epoch's weights (or its last epoch's)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from jacdistill.contracts import Regularizer
 from jacdistill.options import JacdistillError
 
 ACTIVATIONS = {"tanh": nn.Tanh, "silu": nn.SiLU, "relu": nn.ReLU}
+KEEP = ("best", "last")  # which epoch's weights a teacher keeps: best on validation, last trained
 
 
 class MLP(nn.Module):
@@ -128,16 +130,18 @@ class TrainConfig:
     epochs: int = 500
     batch_size: int = 64
     lr: float = 3e-3
-    patience: int = 40  # epochs without validation improvement before stopping (EarlyStopping)
+    patience: int | None = 40  # epochs without validation improvement before stopping; None: never
     device: str = "cpu"
     reg_every: int = 1  # lazy penalty: apply it every k-th step with weight k·λ
+    keep: str = "best"  # the weights kept: of the best validation epoch, or of the "last" trained
+    # (patience and keep are EarlyStopping's: the search builds its schedules from them)
 
 
 @dataclass
 class TrainResult:
     epochs_run: int
-    best_epoch: int  # the epoch whose weights were kept
-    best_val_mse: float
+    best_epoch: int  # the epoch whose weights were kept (the last one trained with keep="last")
+    best_val_mse: float  # the kept weights' validation MSE
     lam: float  # λ in force at that epoch
     history: list[dict]  # per epoch: λ, train loss, validation MSE
 
@@ -160,20 +164,31 @@ class Schedule(ABC):
 
 
 class EarlyStopping(Schedule):
-    """The usual schedule: constant λ; keep the best validation epoch; stop after ``patience``
-    epochs without improvement."""
+    """The usual schedule: constant λ; keep the best validation epoch (``keep="best"``) or every
+    epoch, so that the last one trained is what remains (``keep="last"``); stop after ``patience``
+    epochs without improvement, or never (``patience=None``: all the epochs run). ``keep="last"``
+    with ``patience=None`` is a network trained to the end, whatever validation says."""
 
-    def __init__(self, lam: float, patience: int):
-        self.lam, self.patience, self.best, self.best_epoch = float(lam), patience, math.inf, 0
+    def __init__(self, lam: float, patience: int | None, keep: str = "best"):
+        if keep not in KEEP:
+            raise JacdistillError(f"keep must be one of {', '.join(map(repr, KEEP))}, got {keep!r}")
+        self.lam, self.patience, self.keep = float(lam), patience, keep
+        self.best, self.best_epoch = math.inf, 0
+
+    @classmethod
+    def of(cls, lam: float, config: TrainConfig) -> EarlyStopping:
+        """The schedule of a constant-λ teacher trained with ``config`` (its patience and keep)."""
+        return cls(lam, config.patience, config.keep)
 
     def lam_for(self, epoch: int) -> float:
         return self.lam
 
     def observe(self, epoch: int, val_mse: float) -> tuple[bool, bool]:
-        if val_mse < self.best:
+        improved = val_mse < self.best
+        if improved:
             self.best, self.best_epoch = val_mse, epoch
-            return True, False
-        return False, epoch - self.best_epoch >= self.patience
+        stop = self.patience is not None and epoch - self.best_epoch >= self.patience
+        return improved or self.keep == "last", stop
 
 
 def train(
@@ -191,9 +206,9 @@ def train(
     """Train one ``model`` in place (the kept epoch's weights restored) and report.
 
     ``schedule`` sets λ per epoch and decides which weights are kept and when to stop (usually
-    :class:`EarlyStopping`). Inputs are standardized float arrays; ``y`` has shape (n,) or (n, k).
-    Shuffling is drawn from a generator seeded by ``seed`` so the same seed gives the same weights
-    on CPU.
+    :class:`EarlyStopping`: ``EarlyStopping.of(λ, config)`` follows ``config``'s patience and
+    keep). Inputs are standardized float arrays; ``y`` has shape (n,) or (n, k). Shuffling is
+    drawn from a generator seeded by ``seed`` so the same seed gives the same weights on CPU.
     """
     data = _Data(X_train, y_train, X_val, y_val, config.device)
     model.to(data.device)
@@ -217,7 +232,9 @@ def train_stack(
     """Train k MLPs of one architecture together, as an :class:`MLPStack`, each from its own
     initial weights with its own schedule and seed (minibatch order): member by member what
     :func:`train` gives, in one loop of batched products. A member that stops keeps its weights
-    and leaves the stack; the rest go on. Returns each member's kept MLP and report, in order.
+    (its best epoch's or, with ``keep="last"``, those it stopped with) and leaves the stack; the
+    rest go on (all to the last epoch where none stops early). Returns each member's kept MLP and
+    report, in order.
 
     ``regularizer`` must handle stacks (``Regularizer.handles_stacks``)."""
     data = _Data(X_train, y_train, X_val, y_val, config.device)

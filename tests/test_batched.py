@@ -74,6 +74,39 @@ def test_stacked_training_matches_training_one_by_one(regularizer, activation):
         assert [h["epoch"] for h in stacked_result.history] == [h["epoch"] for h in result.history]
 
 
+@pytest.mark.parametrize(
+    ("patience", "keep"),
+    [(4, "last"), (None, "last"), (None, "best")],
+    ids=["stopping-keep-last", "no-stopping-keep-last", "no-stopping-keep-best"],
+)
+def test_stacked_training_matches_training_one_by_one_in_every_regime(patience, keep):
+    """keep="last": each member keeps the weights it stopped with (members stopping apart) or, with
+    no early stopping, its last epoch's (all members running every epoch)."""
+    X, y, Xv, yv = problem_arrays()
+    regularizer = JacobianPenalty(backend="analytic")
+    config = teacher.TrainConfig(epochs=30, batch_size=32, patience=patience, keep=keep)
+    schedules = lambda: [teacher.EarlyStopping.of(lam, config) for lam in LAMS]
+    alone = []
+    for schedule, seed in zip(schedules(), SEEDS):
+        model = initial(seed)
+        alone.append((model, teacher.train(model, regularizer, schedule, X, y, Xv, yv, config, seed)))
+    together = teacher.train_stack(
+        [initial(s) for s in SEEDS], regularizer, schedules(), X, y, Xv, yv, config, SEEDS
+    )
+    runs = {result.epochs_run for _, result in together}
+    if patience is None:
+        assert runs == {30}  # every member ran every epoch
+    else:
+        assert len(runs) > 1  # members did stop apart
+    for (model, result), (stacked_model, stacked_result) in zip(alone, together):
+        assert stacked_result.epochs_run == result.epochs_run
+        assert stacked_result.best_epoch == result.best_epoch
+        if keep == "last":
+            assert stacked_result.best_epoch == stacked_result.epochs_run
+        assert stacked_result.best_val_mse == pytest.approx(result.best_val_mse, rel=1e-4)
+        assert max_difference(model, stacked_model) < 1e-4
+
+
 def test_stacked_training_is_deterministic():
     X, y, Xv, yv = problem_arrays()
     config = teacher.TrainConfig(epochs=8, batch_size=32, patience=4)

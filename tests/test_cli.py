@@ -123,9 +123,9 @@ def test_json_run_prints_metrics(tree_run):
     assert isinstance(metrics["complexity"], int) and 1 <= metrics["complexity"] <= 2**4  # leaves
     assert metrics["formula"].startswith("residuary_resistance = ")
     timings = metrics["timings"]
-    assert set(timings) >= {"teacher", "student", "total"}
+    assert set(timings) == {"teacher", "student", "selection", "total"}
     assert all(t >= 0 for t in timings.values())
-    assert timings["total"] == pytest.approx(timings["teacher"] + timings["student"])
+    assert timings["total"] == pytest.approx(timings["teacher"] + timings["student"] + timings["selection"])
 
     base = metrics["baseline"]
     assert isinstance(base, dict)
@@ -150,9 +150,17 @@ def test_json_run_writes_run_dir(tree_run):
         "formula.txt",
         "formula.tex",
         "teacher.pt",
+        "front.csv",
+        "front.png",
+        "fit.png",
         "baseline",
     }
-    assert {p.name for p in (run_dir / "baseline").iterdir()} == {"formula.txt", "formula.tex", "teacher.pt"}
+    assert {p.name for p in (run_dir / "baseline").iterdir()} == {
+        "formula.txt",
+        "formula.tex",
+        "front.csv",
+        "teacher.pt",
+    }
     assert (run_dir / "metrics.json").read_text() == proc.stdout
     assert json.loads((run_dir / "metrics.json").read_text()) == json.loads(proc.stdout)
 

@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 
 from jacdistill import pipeline, storage
-from jacdistill.report.plots import plot_fidelity, plot_lambda, plot_per_dataset
+from jacdistill.report.plots import plot_fidelity, plot_forest, plot_lambda
+from jacdistill.report.stats import aggregate
 
 JACDISTILL = str(Path(sys.executable).with_name("jacdistill"))
 FAST = ("--dataset", "yacht", "--regularizer", "none", "--student", "tree", "--epochs", "5", "--no-baseline")
@@ -141,15 +142,9 @@ def test_any_dataset_name_is_drawn(tmp_path, name):
         ]
         plot_lambda(trials, tmp_path / "lambda.png")
         plot_fidelity(trials, tmp_path / "fidelity.png")
-        rows = [
-            {
-                "dataset": name,
-                "student": "tree",
-                "arms": {"baseline": {"student_r2_test": {"mean": 0.8, "std": 0.1}}},
-            }
-        ]
-        plot_per_dataset(rows, tmp_path / "per_dataset.png")
-    for png in ("tuning.png", "lambda.png", "fidelity.png", "per_dataset.png"):
+        paired = [{**t, "seed": seed} for t in trials for seed in range(3)]
+        plot_forest(aggregate(paired), tmp_path / "forest.png")
+    for png in ("tuning.png", "lambda.png", "fidelity.png", "forest.png"):
         assert (tmp_path / png).read_bytes().startswith(b"\x89PNG")
     assert json.loads((tmp_path / "tuning.json").read_text())["dataset"] == name
 

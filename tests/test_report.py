@@ -391,6 +391,14 @@ def test_write_report_markdown_and_plots(sweep):
     assert "It never significantly beat direct fitting or the λ=0 control on any dataset." in text
     assert "the best on validation of 5 λ=0 teachers" in text
     assert "Failed trials (student test R² null, left out pairwise): control 1." in text
+    # intervals: alpha's seed-paired gains 0.01 … 0.05 lie within [0.01, 0.05]; two datasets give no
+    # interval or test over datasets
+    assert "## Over datasets: mean ΔR² with its interval" in text and "95 % CI" in text
+    alpha_ci = aggregate(load_trials(sweep))["students"]["operon"]["vs_baseline"]["per_dataset"][0]["ci"]
+    assert 0.01 <= alpha_ci[0] < 0.03 < alpha_ci[1] <= 0.05
+    assert f"[+{alpha_ci[0]:.4f}, +{alpha_ci[1]:.4f}]" in text
+    assert "mean ΔR² +0.0175 (95 % CI n/a, Wilcoxon over datasets p = n/a)" in text
+    assert "No fronts recorded" in text
     # per-dataset table
     assert "0.8200 ± 0.0158" in text
     assert "4 (1 failed)" in text or "5 (1 failed)" in text

@@ -202,7 +202,7 @@ def test_report_command_writes_markdown_plots_and_json(local_sweep, tmp_path):
     _, sweep_dir = local_sweep
     proc = jd("report", str(sweep_dir), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    for name in ("report.md", "student_r2_vs_lambda.png", "fidelity_vs_accuracy.png", "per_dataset.png"):
+    for name in ("report.md", "student_r2_vs_lambda.png", "fidelity_vs_accuracy.png", "delta_r2_forest.png"):
         assert (sweep_dir / name).stat().st_size > 0
     numbers = json.loads(jd("report", str(sweep_dir), "--json", cwd=tmp_path).stdout)["students"]["tree"]
     for key in (

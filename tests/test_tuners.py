@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -273,3 +274,22 @@ def test_interrupted_optuna_study_continues_its_trial_count(tmp_path, interrupti
     assert sum(t.state.name == "COMPLETE" for t in study.trials) == 4
     new_trainings = json.loads(second.stdout)["compute"]["teacher_trainings"]
     assert new_trainings <= 4 - finished + 2  # the rest of the study, λ = 0, perhaps the earlier best
+
+
+@pytest.mark.parametrize("round_size", [1, 3])
+def test_constrained_rounds_narrow_the_bracket_around_the_largest_feasible_lambda(round_size):
+    est = fit("constrained", tol=0.05, max_trainings=6, round_size=round_size)
+    lams = [t.lam for t in est.search_.trials]
+    assert lams[:3] == [0.0, 1.0, 1e-4]
+    reference = est.search_.trials[0]
+    feasible = lambda lam: (
+        next(t for t in est.search_.trials if t.lam == lam).val_mse <= 1.05 * reference.val_mse
+    )
+    if round_size == 3:  # one round of three splits [1e-4, 1] into decades
+        assert lams[3:] == pytest.approx([1e-3, 1e-2, 1e-1])
+    else:  # plain bisection in log λ: each midpoint of the bracket left by the one before
+        low, high = -4.0, 0.0
+        for lam in lams[3:]:
+            assert math.log10(lam) == pytest.approx((low + high) / 2)
+            low, high = (math.log10(lam), high) if feasible(lam) else (low, math.log10(lam))
+    assert est.lam_ == max(lam for lam in lams if feasible(lam))

@@ -1,5 +1,5 @@
 """Reading a sweep directory: the trial files and ``sweep.json``, and the small helpers every part of
-the report uses to order arms and to read a trial's numbers."""
+the report uses to order arms and to read a trial's numbers (a complexity cap's among them)."""
 
 from __future__ import annotations
 
@@ -99,3 +99,31 @@ def finite(x) -> float | None:
 def failed(trial: dict) -> bool:
     """A trial without a finite student test R² (the formula blew up) is a failure."""
     return finite(trial.get("student_r2_test")) is None
+
+
+CAPS = (10, 20, 40)  # complexity caps the report reads each trial's front at
+
+
+def has_front(trial: dict) -> bool:
+    """Whether the trial recorded its student's accuracy–complexity front (older trials did not)."""
+    return isinstance(trial.get("front"), list)
+
+
+def capped_r2(trial: dict, cap: int) -> float | None:
+    """The student test R² of the trial's formula under a complexity cap: among the front's members
+    with complexity ≤ ``cap``, the one with the highest validation R² (the lower complexity on a
+    tie), as the sweep itself selects, never looking at the test rows. None when the trial has no
+    front, no member fits the cap with a finite validation R², or that member's test R² is not
+    finite (a failure at that cap)."""
+    members = [
+        m
+        for m in (trial.get("front") if has_front(trial) else ())
+        if isinstance(m, dict)
+        and finite(m.get("complexity")) is not None
+        and m["complexity"] <= cap
+        and finite(m.get("student_r2_val")) is not None
+    ]
+    if not members:
+        return None
+    best = max(members, key=lambda m: (m["student_r2_val"], -m["complexity"]))
+    return finite(best.get("student_r2_test"))

@@ -1,5 +1,5 @@
-"""The report as Markdown: plain-words results per student, tables of the aggregates, the plots
-and notes on reading them."""
+"""The report as Markdown: plain-words results per student, tables of the aggregates (over datasets,
+per dataset, under complexity caps), the plots and notes on reading them."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import statistics
 from pathlib import Path
 
 from jacdistill import storage
-from jacdistill.report.loading import finite
-from jacdistill.report.plots import PLOTS, R2_FLOOR
-from jacdistill.report.stats import ALPHA, MIN_PAIRS
+from jacdistill.report.loading import CAPS, finite, ordered_arms
+from jacdistill.report.plots import FRONTS_PLOT, LINTHRESH, PLOTS, R2_FLOOR
+from jacdistill.report.stats import ALPHA, ALPHA_DATASETS, LEVEL, MIN_PAIRS, RESAMPLES
 from jacdistill.tables import markdown_table
-from jacdistill.trials import REFERENCES
+from jacdistill.trials import REFERENCES, TREATMENTS
 
+CI = f"{100 * LEVEL:g} % CI"
 REFERENCE_WORDS = {
     "baseline": "the λ=0 baseline",
     "direct": "direct fitting (no teacher)",
@@ -37,6 +38,10 @@ def _signed(x, fmt: str = "+.4f") -> str:
 
 def _percent(x) -> str:
     return "n/a" if x is None else _num(100 * x, "+.2f") + " %"
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "n/a" if ci is None else f"[{_signed(ci[0])}, {_signed(ci[1])}]"
 
 
 def _wtl(block: dict | None) -> str:
@@ -79,31 +84,185 @@ def _headline_rows(students: dict, treatment: str) -> list[dict]:
     return rows
 
 
-def _paired_rows(students: dict) -> list[dict]:
-    rows = []
+def _treatment_blocks(students: dict):
+    """(student, treatment, block) for each treatment arm each student has."""
     for student, agg in students.items():
         for block in (agg, agg["augmented"]):
-            if block is None:
-                continue
-            treatment = block.get("treatment", "regularized")
-            for ref in REFERENCES:
-                comparison = block[f"vs_{ref}"]
-                for row in comparison["per_dataset"] if comparison else ():
-                    rows.append(
-                        {
-                            "dataset": row["dataset"],
-                            "student": student,
-                            "comparison": f"{treatment} − {ref}",
-                            "pairs": str(row["n"]),
-                            "mean R² (treatment)": _num(row["treatment_r2"]),
-                            "mean R² (reference)": _num(row["reference_r2"]),
-                            "mean ΔR²": _signed(row["mean_delta_r2"]),
-                            "relative gain": _percent(row["relative_gain"]),
-                            "p": _num(row["p_value"]),
-                            "outcome": row["outcome"],
-                        }
-                    )
+            if block is not None:
+                yield student, block.get("treatment", "regularized"), block
+
+
+def _pooled_rows(student: str, treatment: str, block: dict, cap: str | None = None) -> list[dict]:
+    """Each comparison of one treatment over datasets: the mean ΔR² with its interval and test, the
+    median ΔR², the relative gain and the per-dataset outcomes."""
+    rows = []
+    for ref in REFERENCES:
+        c = block[f"vs_{ref}"]
+        if c is None or c["n_datasets"] == 0:
+            continue
+        rows.append(
+            {
+                "student": student,
+                **({} if cap is None else {"cap": f"≤ {cap}"}),
+                "comparison": f"{treatment} − {ref}",
+                "datasets": str(c["n_datasets"]),
+                "pairs": str(c["n_pairs"]),
+                "mean ΔR²": _signed(c["mean_delta_r2"]),
+                CI: _ci(c["ci"]),
+                "p (datasets)": _num(c["p_value"]),
+                "outcome": c["outcome"],
+                "median ΔR²": _signed(c["median_delta_r2"]),
+                "mean relative gain": _percent(c["mean_relative_gain"]),
+                "W / T / L": _wtl(c),
+            }
+        )
+    return rows
+
+
+def _paired_rows(students: dict) -> list[dict]:
+    rows = []
+    for student, treatment, block in _treatment_blocks(students):
+        for ref in REFERENCES:
+            comparison = block[f"vs_{ref}"]
+            for row in comparison["per_dataset"] if comparison else ():
+                rows.append(
+                    {
+                        "dataset": row["dataset"],
+                        "student": student,
+                        "comparison": f"{treatment} − {ref}",
+                        "pairs": str(row["n"]),
+                        "mean R² (treatment)": _num(row["treatment_r2"]),
+                        "mean R² (reference)": _num(row["reference_r2"]),
+                        "mean ΔR²": _signed(row["mean_delta_r2"]),
+                        CI: _ci(row["ci"]),
+                        "relative gain": _percent(row["relative_gain"]),
+                        "p": _num(row["p_value"]),
+                        "outcome": row["outcome"],
+                    }
+                )
     return sorted(rows, key=lambda r: (r["dataset"], r["student"]))
+
+
+def _cap_lines(agg: dict) -> list[str]:
+    """The complexity-cap section: capped test R² per arm, the paired comparisons at each cap, the
+    plot; one line where no trial recorded a front."""
+    out = ["## Under complexity caps", ""]
+    if not agg["n_fronts"]:
+        return out + [
+            "No fronts recorded (no trial has a `front`): nothing to read under a complexity cap.",
+            "",
+        ]
+    caps = {s: a["caps"] for s, a in agg["students"].items() if a["caps"] is not None}
+    arm_rows = [
+        {
+            "student": student,
+            "arm": arm,
+            "trials with a front": str(s["fronts"]),
+            **{
+                (f"≤ {key}" if key != "selected" else key): _num(s[key]["mean"])
+                + ("" if s[key]["n"] == s["fronts"] else f" ({s[key]['n']})")
+                for key in (*map(str, CAPS), "selected")
+            },
+        }
+        for student, c in caps.items()
+        for arm, s in c["arms"].items()
+    ]
+    comparison_rows = [
+        row
+        for student, c in caps.items()
+        for cap, blocks in c["comparisons"].items()
+        for treatment, block in blocks.items()
+        for row in _pooled_rows(student, treatment, block, cap)
+    ]
+    order = [f"{treatment} − {ref}" for treatment in TREATMENTS for ref in REFERENCES]
+    return out + [
+        f"A trial's R² under cap K: the test R² of its front's member with the highest validation R² "
+        f"among those of complexity ≤ K (caps {', '.join(map(str, CAPS))}); selected: the formula the "
+        f"trial chose, without a cap. {_count(agg['n_fronts'], 'trial')} recorded a front.",
+        "",
+        "Mean student test R² over the trials with a front (in brackets: how many of them have a "
+        "member within the cap, where not all):",
+        "",
+        _table(arm_rows),
+        "",
+        "Paired comparisons at each cap, as in the tables above (pairs: both trials have a member "
+        "within the cap):",
+        "",
+        _table(sorted(comparison_rows, key=lambda r: (r["student"], order.index(r["comparison"])))),
+        "",
+        "Median over seeds of the capped student test R², per dataset and arm:",
+        "",
+        f"![student R² under complexity caps]({FRONTS_PLOT})",
+        "",
+    ]
+
+
+def _share(x) -> str:
+    return "n/a" if x is None else f"{_num(100 * x, '.0f')} %"
+
+
+def _rate(r: dict) -> str:
+    """A solution rate as "40 % (2/5)", with the undecided trials where there are any."""
+    return f"{_share(r['rate'])} ({r['solved']}/{r['decided']})" + (
+        f", {r['undecided']} undecided" if r["undecided"] else ""
+    )
+
+
+def _ground_truth_lines(gt: dict | None) -> list[str]:
+    """The ground-truth section: solution rates per student and arm, per noise level and n, and the
+    paired comparisons against the noiseless target; nothing without generated problems."""
+    if gt is None:
+        return []
+    students = gt["students"]
+    rate_rows = [
+        {
+            "student": student,
+            "arm": arm,
+            "trials": str(r["n_trials"]),
+            "solved / decided": f"{r['solved']}/{r['decided']}",
+            "undecided": str(r["undecided"]),
+            "rate": _share(r["rate"]),
+            f"{CI} (Wilson)": "n/a" if r["ci"] is None else f"[{_share(r['ci'][0])}, {_share(r['ci'][1])}]",
+        }
+        for student, s in students.items()
+        for arm, r in s["solution_rate"].items()
+    ]
+    arms = ordered_arms(arm for s in students.values() for arm in s["solution_rate"])
+    size_rows = [
+        {
+            "student": student,
+            "noise": _num(row["noise"], "g"),
+            "n": _num(row["n"], "d"),
+            **{arm: _rate(row["arms"][arm]) if arm in row["arms"] else "–" for arm in arms},
+        }
+        for student, s in students.items()
+        for row in s["by_problem"]
+    ]
+    delta_rows = [
+        row
+        for student, s in students.items()
+        for treatment, block in s["comparisons"].items()
+        for row in _pooled_rows(student, treatment, block)
+    ]
+    out = [
+        "## Ground truth",
+        "",
+        f"{_count(gt['n_trials'], 'trial')} on generated problems with a known formula "
+        f"({', '.join(gt['datasets'])}). Solved: the chosen formula is a symbolic solution of the "
+        "true one (SRBench's test). Rate: solved / decided, with a Wilson score interval; undecided "
+        "trials (the test ran out of time) are counted but left out of the rate.",
+        "",
+        _table(rate_rows),
+        "",
+    ]
+    if len(size_rows) > len(students):  # one size per student would repeat the table above
+        out += ["Solution rate per noise level and n:", "", _table(size_rows), ""]
+    return out + [
+        "Student test R² against the noiseless target, paired and tested as in the tables above:",
+        "",
+        _table(delta_rows),
+        "",
+    ]
 
 
 def _per_dataset_rows(table_rows: list[dict]) -> list[dict]:
@@ -155,7 +314,9 @@ def _statement(student: str, agg: dict, candidates: float | None) -> list[str]:
             f"**{student}**: {name} distillation beat the λ=0 baseline on {base['wins']} of "
             f"{_count(base['n_datasets'], 'dataset')} (tied {base['ties']}, lost {base['losses']}; "
             f"paired Wilcoxon signed-rank over seeds, α = {ALPHA}); mean relative gain "
-            f"{_percent(base['mean_relative_gain'])}, median ΔR² {_signed(base['median_delta_r2'])}."
+            f"{_percent(base['mean_relative_gain'])}, median ΔR² {_signed(base['median_delta_r2'])}; "
+            f"mean ΔR² {_signed(base['mean_delta_r2'])} ({CI} {_ci(base['ci'])}, Wilcoxon over "
+            f"datasets p = {_num(base['p_value'])})."
         )
         others = []
         for ref in ("direct", "control"):
@@ -253,10 +414,27 @@ def render_markdown(
             "",
         ]
     out += [
+        "## Over datasets: mean ΔR² with its interval",
+        "",
+        "Per comparison, the mean over datasets of the per-dataset mean ΔR² (student test R², seed-"
+        f"paired), its {100 * LEVEL:g} % percentile-bootstrap interval over datasets, and a two-sided "
+        f"Wilcoxon signed-rank test over the per-dataset mean ΔR² (outcome at α = {ALPHA_DATASETS}); "
+        "W / T / L: the per-dataset outcomes.",
+        "",
+        _table([row for block in _treatment_blocks(agg["students"]) for row in _pooled_rows(*block)]),
+        "",
+        f"![mean ΔR² per dataset with {100 * LEVEL:g} % intervals]({PLOTS[2]})",
+        "",
+        "Each row: a dataset's mean ΔR² over seeds with its bootstrap interval, one colour per "
+        "reference; the diamonds at the bottom: the mean over datasets with its interval. A filled "
+        f"marker is a significant Wilcoxon outcome (α = {ALPHA} per dataset, {ALPHA_DATASETS} over "
+        f"datasets). The ΔR² axis is linear within ±{LINTHRESH:g} and logarithmic beyond.",
+        "",
         "## Paired comparisons per dataset",
         "",
-        "Means over the seeds present (with a finite student test R²) in both arms; p: Wilcoxon "
-        f"signed-rank, two-sided (n/a: fewer than {MIN_PAIRS} pairs or all differences zero, a tie).",
+        "Means over the seeds present (with a finite student test R²) in both arms; CI: percentile "
+        "bootstrap over the seed-paired differences; p: Wilcoxon signed-rank, two-sided (n/a: fewer "
+        f"than {MIN_PAIRS} pairs or all differences zero, a tie).",
         "",
         _table(_paired_rows(agg["students"])),
         "",
@@ -264,6 +442,8 @@ def render_markdown(
         "",
         _table(_per_dataset_rows(table_rows)),
         "",
+        *_cap_lines(agg),
+        *_ground_truth_lines(agg["ground_truth"]),
         "## Plots",
         "",
         "Student validation R² against λ (the regularized arm's tuning trials; dots: trials, line: "
@@ -275,10 +455,6 @@ def render_markdown(
         "",
         f"![fidelity against accuracy]({PLOTS[1]})",
         "",
-        "Mean student test R² per dataset and arm (bars: ± std over seeds):",
-        "",
-        f"![per dataset]({PLOTS[2]})",
-        "",
         "## Notes",
         "",
         f"- α = {ALPHA}, not 0.05: with 5 seeds the smallest exact two-sided Wilcoxon p is 2/2⁵ = 0.0625, "
@@ -287,6 +463,12 @@ def render_markdown(
         "- The mean relative gain is inflated by small baselines (a baseline R² of 0.05 raised to 0.10 is "
         "+100 %) and is undefined where the baseline mean is exactly 0 (that dataset is left out of it); "
         "the median ΔR² is the robust companion.",
+        f"- Intervals: percentile bootstrap of the mean ({RESAMPLES:,} resamples, fixed seed, so the "
+        "report is reproducible). Per dataset they resample the seeds; with 5 seeds the interval is "
+        "too narrow for its nominal coverage (at 95 %, about ±1.75 rather than ±2.78 standard "
+        "errors), so read it as the effect's scale. Over datasets they resample datasets, each "
+        f"dataset's mean already carrying its seeds' noise. Fewer than {MIN_PAIRS} seeds or "
+        "datasets: no interval.",
         "- A trial whose student test R² is null (the formula blew up) is a failure: counted in the "
         "tables, and its (dataset, seed) pair is left out of every comparison it takes part in.",
         f"- Plots clip R² below {R2_FLOOR:g}.",

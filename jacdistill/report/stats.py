@@ -1,33 +1,72 @@
-"""The sweep's statistics: paired comparisons of arms over seeds, and per-arm summaries.
+"""The sweep's statistics: paired comparisons of arms over seeds and over datasets, per-arm summaries,
+and the same comparisons under complexity caps.
 
 Every comparison (treatment − reference, on the student's test R²) is paired: it uses only the
-(dataset, seed) pairs present in both arms with a finite student test R² in both. Per dataset, the
-seed-paired differences go through a two-sided Wilcoxon signed-rank test at ``ALPHA`` = 0.1: with 5
-seeds the smallest exact two-sided p is 2/2⁵ = 0.0625, so α = 0.05 could never be met; a win at
-α = 0.1 with 5 seeds still needs every seed to improve. With 3 or 4 seeds the smallest p is 0.25 or
-0.125, so no dataset can be significant; fewer than ``MIN_PAIRS`` pairs, or differences that are
-all zero, count as a tie without a test.
+(dataset, seed) pairs present in both arms with a finite student test R² in both.
+
+Per dataset, the seed-paired differences go through a two-sided Wilcoxon signed-rank test at
+``ALPHA`` = 0.1: with 5 seeds the smallest exact two-sided p is 2/2⁵ = 0.0625, so α = 0.05 could
+never be met; a win at α = 0.1 with 5 seeds still needs every seed to improve. With 3 or 4 seeds the
+smallest p is 0.25 or 0.125, so no dataset can be significant; fewer than ``MIN_PAIRS`` pairs, or
+differences that are all zero, count as a tie without a test. Beside the test stands the mean ΔR²
+with a 95 % percentile-bootstrap interval over the seed-paired differences (``bootstrap_ci``): the
+size of the effect, which a tie does not say. With 5 seeds it is too narrow (the percentile interval
+of a mean of n values has about the width of mean ± 1.96·sd·√((n−1)/n)/√n and only 126 distinct
+resamples): read it as a scale, not as a guarantee of 95 % coverage.
+
+Over datasets, the estimate is the mean over datasets of the per-dataset mean ΔR² (each dataset
+counts once, whatever its seeds), with a percentile-bootstrap interval that resamples datasets, and
+a two-sided Wilcoxon signed-rank test over the per-dataset mean ΔR² at ``ALPHA_DATASETS`` = 0.05
+(datasets are the independent units, as in Demšar 2006; with 6 or more datasets 0.05 can be met).
+Resampling datasets alone, not datasets and then seeds, is deliberate: a per-dataset mean already
+carries its seeds' noise, so resampling seeds again would count that noise twice and widen the
+interval (Davison & Hinkley 1997, §3.8). Fewer than ``MIN_PAIRS`` datasets give no interval and
+no test. Every bootstrap draws from ``numpy.random.default_rng(SEED)`` afresh, so the report is
+deterministic and one interval does not depend on which were computed before it.
 
 ``mean_relative_gain`` is the paper's headline: per dataset (mean treatment R² − mean reference R²)
 / |mean reference R²|, averaged over datasets. A small reference R² inflates it (0.05 → 0.10 is
 +100 %), so ``median_delta_r2`` (the median over datasets of the mean ΔR²) stands beside it.
+
+Under a complexity cap K (``CAPS``), a trial's value is the test R² of the best-on-validation member
+of its front with complexity ≤ K (:func:`jacdistill.report.loading.capped_r2`); the comparisons are
+the same, over the pairs with a value in both arms.
+
+On generated problems with a known formula (trials that record ``solution``), :func:`ground_truth`
+adds per student and arm the symbolic solution rate, solved / decided, with a Wilson score interval
+(it stays within [0, 1] and is not empty at 0 or all solved, unlike the normal one); undecided trials
+(the test ran out of time) are counted but left out of the rate, as they say nothing either way. The
+comparisons above are repeated on the student's test R² against the noiseless target.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import statistics
 import warnings
+from collections.abc import Callable, Sequence
+from functools import partial
 
-from jacdistill.report.loading import arms_in, failed, finite
-from jacdistill.trials import REFERENCES
+import numpy as np
+
+from jacdistill.report.loading import CAPS, arms_in, capped_r2, failed, finite, has_front
+from jacdistill.trials import REFERENCES, TREATMENTS
 
 ALPHA = 0.1
+ALPHA_DATASETS = 0.05
 MIN_PAIRS = 3
 ZERO = 1e-12  # |ΔR²| at or below this is a zero difference (dropped by the Wilcoxon test)
+LEVEL = 0.95
+RESAMPLES = 10_000
+SEED = 0
 TEST = (
     "scipy.stats.wilcoxon, two-sided, zero_method='wilcox' (zero differences dropped), "
-    "method='auto', paired over seeds per dataset"
+    "method='auto', paired over seeds per dataset and over the per-dataset mean ΔR² across datasets"
+)
+BOOTSTRAP = (
+    f"percentile bootstrap of the mean, {RESAMPLES} resamples from numpy default_rng({SEED}), "
+    f"{100 * LEVEL:g} % level: over the seed-paired ΔR² per dataset, over datasets' mean ΔR² across them"
 )
 
 
@@ -48,23 +87,55 @@ def _wilcoxon(deltas: list[float]) -> float | None:
     return p if math.isfinite(p) else None
 
 
-def compare(treatment: list[dict], reference: list[dict], alpha: float = ALPHA) -> dict:
-    """Treatment − reference student test R², paired on (dataset, seed); one student's trials.
+def bootstrap_ci(
+    values: Sequence[float], resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL
+) -> list[float] | None:
+    """[low, high]: the percentile-bootstrap interval of the mean of ``values`` (``resamples``
+    resamples with replacement, drawn from ``numpy.random.default_rng(seed)``); None below
+    ``MIN_PAIRS`` values, where resampling says nothing about the spread."""
+    x = np.asarray(values, dtype=float)
+    if len(x) < MIN_PAIRS:
+        return None
+    means = x[np.random.default_rng(seed).integers(0, len(x), (resamples, len(x)))].mean(axis=1)
+    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return [float(low), float(high)]
+
+
+def _outcome(p: float | None, mean_delta: float, alpha: float) -> str:
+    significant = p is not None and p < alpha
+    return "win" if significant and mean_delta > 0 else "loss" if significant and mean_delta < 0 else "tie"
+
+
+def selected_r2(trial: dict, key: str = "student_r2_test") -> float | None:
+    """The trial's own student test R² (its selected formula's), or its ``key``."""
+    return finite(trial.get(key))
+
+
+true_r2 = partial(selected_r2, key="student_r2_test_true")  # against the noiseless target
+
+
+def compare(
+    treatment: list[dict],
+    reference: list[dict],
+    alpha: float = ALPHA,
+    value: Callable[[dict], float | None] = selected_r2,
+) -> dict:
+    """Treatment − reference ``value`` (the student test R² unless given), paired on (dataset, seed);
+    one student's trials.
 
     Returns ``mean_relative_gain``, ``median_delta_r2`` (None with no dataset), ``wins``, ``ties``,
-    ``losses``, ``n_datasets``, ``n_pairs``, ``excluded_pairs`` (pairs with a failed trial) and
-    ``per_dataset`` (one row per dataset: the seeds, both mean R², mean ΔR², relative gain, p,
-    outcome).
+    ``losses`` (per-dataset outcomes), ``n_datasets``, ``n_pairs``, ``excluded_pairs`` (pairs
+    without a value in both), ``per_dataset`` (one row per dataset: the seeds, both mean R², mean
+    ΔR² and its bootstrap ``ci``, relative gain, p, outcome) and, over datasets, ``mean_delta_r2``
+    (None with no dataset), its bootstrap ``ci``, the Wilcoxon ``p_value`` and ``outcome`` at
+    ``ALPHA_DATASETS``.
     """
     a = {(t["dataset"], t["seed"]): t for t in treatment}
     b = {(t["dataset"], t["seed"]): t for t in reference}
     by_dataset: dict[str, list[tuple[int, float, float]]] = {}
     excluded = 0
     for dataset, seed in sorted(set(a) & set(b)):
-        ya, yb = (
-            finite(a[dataset, seed].get("student_r2_test")),
-            finite(b[dataset, seed].get("student_r2_test")),
-        )
+        ya, yb = value(a[dataset, seed]), value(b[dataset, seed])
         if ya is None or yb is None:
             excluded += 1
             continue
@@ -76,10 +147,6 @@ def compare(treatment: list[dict], reference: list[dict], alpha: float = ALPHA) 
         deltas = [x - y for x, y in zip(ya, yb)]
         mean_delta = statistics.fmean(deltas)
         p = _wilcoxon(deltas)
-        significant = p is not None and p < alpha
-        outcome = (
-            "win" if significant and mean_delta > 0 else "loss" if significant and mean_delta < 0 else "tie"
-        )
         rows.append(
             {
                 "dataset": dataset,
@@ -88,15 +155,19 @@ def compare(treatment: list[dict], reference: list[dict], alpha: float = ALPHA) 
                 "treatment_r2": mean_a,
                 "reference_r2": mean_b,
                 "mean_delta_r2": mean_delta,
+                "ci": bootstrap_ci(deltas),
                 "relative_gain": (mean_a - mean_b) / abs(mean_b) if mean_b != 0 else None,
                 "p_value": p,
-                "outcome": outcome,
+                "outcome": _outcome(p, mean_delta, alpha),
             }
         )
     gains = [row["relative_gain"] for row in rows if row["relative_gain"] is not None]
+    means = [row["mean_delta_r2"] for row in rows]
+    pooled = statistics.fmean(means) if rows else None
+    p_datasets = _wilcoxon(means)
     return {
         "mean_relative_gain": statistics.fmean(gains) if gains else None,
-        "median_delta_r2": statistics.median(r["mean_delta_r2"] for r in rows) if rows else None,
+        "median_delta_r2": statistics.median(means) if rows else None,
         "wins": sum(r["outcome"] == "win" for r in rows),
         "ties": sum(r["outcome"] == "tie" for r in rows),
         "losses": sum(r["outcome"] == "loss" for r in rows),
@@ -104,6 +175,10 @@ def compare(treatment: list[dict], reference: list[dict], alpha: float = ALPHA) 
         "n_pairs": sum(r["n"] for r in rows),
         "excluded_pairs": excluded,
         "per_dataset": rows,
+        "mean_delta_r2": pooled,
+        "ci": bootstrap_ci(means),
+        "p_value": p_datasets,
+        "outcome": _outcome(p_datasets, pooled or 0.0, ALPHA_DATASETS),
     }
 
 
@@ -119,14 +194,28 @@ def median_paired_delta(treatment: list[dict], reference: list[dict], key: str) 
     return statistics.median(statistics.fmean(d) for d in by_dataset.values()) if by_dataset else None
 
 
+def _by_arm(trials: list[dict]) -> dict[str, list[dict]]:
+    return {arm: [t for t in trials if t["arm"] == arm] for arm in arms_in(trials)}
+
+
+def _comparisons(
+    by_arm: dict[str, list[dict]], arm: str, value: Callable[[dict], float | None] = selected_r2
+) -> dict:
+    """``vs_baseline``, ``vs_direct``, ``vs_control``: :func:`compare` of ``arm`` against each on
+    ``value``; None where either arm is absent."""
+    return {
+        f"vs_{ref}": compare(by_arm[arm], by_arm[ref], value=value)
+        if arm in by_arm and ref in by_arm
+        else None
+        for ref in REFERENCES
+    }
+
+
 def _treatment_block(by_arm: dict[str, list[dict]], arm: str) -> dict:
     """One treatment arm against baseline (flat headline keys), direct and control; a key or
     block is None where an arm it needs is absent."""
-    blocks = {
-        ref: compare(by_arm[arm], by_arm[ref]) if arm in by_arm and ref in by_arm else None
-        for ref in REFERENCES
-    }
-    get = lambda ref, key: blocks[ref][key] if blocks[ref] is not None else None
+    blocks = _comparisons(by_arm, arm)
+    get = lambda ref, key: blocks[f"vs_{ref}"][key] if blocks[f"vs_{ref}"] is not None else None
     return {
         "treatment": arm,
         "mean_relative_gain": get("baseline", "mean_relative_gain"),
@@ -142,8 +231,115 @@ def _treatment_block(by_arm: dict[str, list[dict]], arm: str) -> dict:
             else None
             for key in ("teacher_r2", "fidelity_r2")
         },
-        **{f"vs_{ref}": blocks[ref] for ref in REFERENCES},
+        **blocks,
     }
+
+
+def capped(by_arm: dict[str, list[dict]]) -> dict | None:
+    """One student's trials under the complexity caps, None where no trial recorded a front: per
+    arm (``arms``) the trials with a front and, over them, mean ± std of the capped test R² at each
+    cap (keys ``"10"``, …) and of the selected formula's (``selected``); per cap (``comparisons``)
+    each treatment's comparison blocks ``vs_baseline``, ``vs_direct``, ``vs_control`` (None where
+    that arm is absent), as :func:`compare` makes them from the capped test R²."""
+    fronted = {arm: [t for t in ts if has_front(t)] for arm, ts in by_arm.items()}
+    if not any(fronted.values()):
+        return None
+    return {
+        "arms": {
+            arm: {
+                "fronts": len(ts),
+                **{str(cap): _stats(capped_r2(t, cap) for t in ts) for cap in CAPS},
+                "selected": _stats(selected_r2(t) for t in ts),
+            }
+            for arm, ts in fronted.items()
+            if ts
+        },
+        "comparisons": {
+            str(cap): {
+                arm: _comparisons(by_arm, arm, partial(capped_r2, cap=cap))
+                for arm in TREATMENTS
+                if arm in by_arm
+            }
+            for cap in CAPS
+        },
+    }
+
+
+def wilson_interval(solved: int, decided: int, level: float = LEVEL) -> list[float] | None:
+    """[low, high]: the Wilson score interval of the proportion ``solved`` / ``decided``; None when
+    nothing was decided."""
+    if decided == 0:
+        return None
+    z = statistics.NormalDist().inv_cdf((1 + level) / 2)
+    p, z2 = solved / decided, z * z / decided
+    centre = (p + z2 / 2) / (1 + z2)
+    half = z / (1 + z2) * math.sqrt(p * (1 - p) / decided + z2 / (4 * decided))
+    # exactly 0 and 1 at the ends, where rounding would leave ±1e-17
+    return [0.0 if solved == 0 else centre - half, 1.0 if solved == decided else centre + half]
+
+
+def solution_rate(trials: list[dict]) -> dict:
+    """Of trials that record ``solution``: ``solved`` (True), ``decided`` (True or False),
+    ``undecided`` (None: out of time, left out of the rate), ``n_trials``, ``rate`` = solved /
+    decided (None with none decided) and its Wilson ``ci``."""
+    solved = sum(t["solution"] is True for t in trials)
+    decided = solved + sum(t["solution"] is False for t in trials)
+    return {
+        "solved": solved,
+        "decided": decided,
+        "undecided": len(trials) - decided,
+        "n_trials": len(trials),
+        "rate": solved / decided if decided else None,
+        "ci": wilson_interval(solved, decided),
+    }
+
+
+def problem_size(dataset: str) -> dict:
+    """``noise`` and ``n`` of a generated problem from its name (``feynman-I.6.2-n100-noise0.1``);
+    a Feynman name leaves out keys at their default, so those take it; None where a name says
+    nothing."""
+    n = re.search(r"-n(\d+)(?=-|$)", dataset)
+    noise = re.search(r"-noise(\d+(?:\.\d*)?(?:e[+-]?\d+)?)(?=-|$)", dataset)
+    size = {"noise": float(noise[1]) if noise else None, "n": int(n[1]) if n else None}
+    if dataset.startswith("feynman-"):
+        from jacdistill.feynman import DEFAULTS  # imports sympy: only for such names
+
+        size = {key: DEFAULTS[key] if value is None else value for key, value in size.items()}
+    return size
+
+
+def ground_truth(trials: list[dict]) -> dict | None:
+    """Per student, over the trials that record ``solution`` (generated problems): per arm the
+    :func:`solution_rate` (``solution_rate``), the same per noise level and n (``by_problem``, one
+    row per pair the names carry, see :func:`problem_size`), and per treatment arm (``comparisons``)
+    its ``vs_baseline``, ``vs_direct``, ``vs_control`` blocks as :func:`compare` makes them from the
+    student's test R² against the noiseless target. None when no trial records ``solution``."""
+    known = [t for t in trials if "solution" in t]
+    if not known:
+        return None
+    students = {}
+    for student in sorted({t["student"] for t in known}):
+        mine = [t for t in known if t["student"] == student]
+        by_arm = _by_arm(mine)
+        groups: dict[tuple, list[dict]] = {}
+        for t in mine:
+            groups.setdefault(tuple(problem_size(t["dataset"]).values()), []).append(t)
+        students[student] = {
+            "solution_rate": {arm: solution_rate(ts) for arm, ts in by_arm.items()},
+            "by_problem": [
+                {
+                    "noise": noise,
+                    "n": n,
+                    "arms": {arm: solution_rate(ts) for arm, ts in _by_arm(group).items()},
+                }
+                for (noise, n), group in sorted(
+                    groups.items(),
+                    key=lambda item: [(v is None, v or 0) for v in item[0]],  # unknown last
+                )
+            ],
+            "comparisons": {arm: _comparisons(by_arm, arm, true_r2) for arm in TREATMENTS if arm in by_arm},
+        }
+    return {"n_trials": len(known), "datasets": sorted({t["dataset"] for t in known}), "students": students}
 
 
 def aggregate(trials: list[dict]) -> dict:
@@ -152,12 +348,14 @@ def aggregate(trials: list[dict]) -> dict:
     ``median_delta_r2_vs_control``; ``median_delta_teacher_r2`` and ``median_delta_fidelity_r2``:
     did the teacher keep its accuracy, did the student follow it more closely), the full comparison
     blocks ``vs_baseline``, ``vs_direct`` and ``vs_control``, and the same for "augmented" under
-    ``augmented`` (None without that arm).
+    ``augmented`` (None without that arm); under ``caps`` the same comparisons at each complexity
+    cap (:func:`capped`; None without fronts). Under ``ground_truth`` (None without generated
+    problems) the solution rates and comparisons against the noiseless target (:func:`ground_truth`).
     Trials whose student test R² is null are failures: counted per arm, excluded pairwise."""
     students = {}
     for student in sorted({t["student"] for t in trials}):
         mine = [t for t in trials if t["student"] == student]
-        by_arm = {arm: [t for t in mine if t["arm"] == arm] for arm in arms_in(mine)}
+        by_arm = _by_arm(mine)
         block = _treatment_block(by_arm, "regularized")
         block.pop("treatment")
         students[student] = {
@@ -167,17 +365,23 @@ def aggregate(trials: list[dict]) -> dict:
             "failures": {arm: sum(failed(t) for t in ts) for arm, ts in by_arm.items()},
             **block,
             "augmented": _treatment_block(by_arm, "augmented") if "augmented" in by_arm else None,
+            "caps": capped(by_arm),
         }
     return {
         "alpha": ALPHA,
+        "alpha_datasets": ALPHA_DATASETS,
         "test": TEST,
+        "bootstrap": BOOTSTRAP,
         "min_pairs": MIN_PAIRS,
+        "caps": list(CAPS),
+        "n_fronts": sum(has_front(t) for t in trials),
         "n_trials": len(trials),
         "n_failures": sum(failed(t) for t in trials),
         "datasets": sorted({t["dataset"] for t in trials}),
         "arms": arms_in(trials),
         "seeds": sorted({t["seed"] for t in trials}),
         "students": students,
+        "ground_truth": ground_truth(trials),
     }
 
 

@@ -1,12 +1,13 @@
 """``gplearn``: genetic-programming symbolic regression (gplearn.SymbolicRegressor)."""
 
+import functools
 import numbers
 
 import sympy
 
 from jacdistill import JacdistillError, hookimpl
 from jacdistill.adapters import EstimatorStudent
-from jacdistill.contracts import variables
+from jacdistill.contracts import Candidate, variables
 from jacdistill.options import Boolean, Interval, ListOf, OneOf
 
 
@@ -84,24 +85,41 @@ class GplearnStudent(EstimatorStudent):
         return SymbolicRegressor
 
     def expression(self):
-        x = variables(self.n_features_)
-        nodes = iter(self.estimator_._program.program)
-
-        def build():
-            item = next(nodes)
-            if isinstance(item, numbers.Integral):
-                return x[item]
-            if isinstance(item, numbers.Real):
-                return sympy.Float(item)
-            if item.name not in FUNCTIONS:
-                raise ValueError(f"gplearn function '{item.name}' has no sympy translation")
-            return FUNCTIONS[item.name](*(build() for _ in range(item.arity)))
-
-        return build()
+        return to_sympy(self.estimator_._program.program, self.n_features_)
 
     def complexity(self):
         """Nodes of gplearn's program (the protection guards of the exact expression not counted)."""
         return int(self.estimator_._program.length_)
+
+    def candidates(self):
+        """The final generation's distinct programs (the best, ``_program``, among them): scoring
+        them with gplearn's own evaluator is cheap, and only the kept ones are converted."""
+        programs = {}
+        for program in self.estimator_._programs[-1]:
+            # repr, not str (which rounds constants), and not the nodes (feature 0 == constant 0.0)
+            key = tuple(getattr(node, "name", None) or repr(node) for node in program.program)
+            programs.setdefault(key, program)
+        return [
+            Candidate(p.length_, functools.partial(to_sympy, p.program, self.n_features_), p.execute)
+            for p in programs.values()
+        ]
+
+
+def to_sympy(program, n_features):
+    """A gplearn program (prefix list of functions, feature indices and constants) in sympy."""
+    x, nodes = variables(n_features), iter(program)
+
+    def build():
+        item = next(nodes)
+        if isinstance(item, numbers.Integral):
+            return x[item]
+        if isinstance(item, numbers.Real):
+            return sympy.Float(item)
+        if item.name not in FUNCTIONS:
+            raise ValueError(f"gplearn function '{item.name}' has no sympy translation")
+        return FUNCTIONS[item.name](*(build() for _ in range(item.arity)))
+
+    return build()
 
 
 @hookimpl

@@ -7,7 +7,7 @@ import io
 
 from jacdistill import hookimpl
 from jacdistill.adapters import EstimatorStudent
-from jacdistill.contracts import variables
+from jacdistill.contracts import Candidate, count_nodes, variables
 from jacdistill.options import Boolean, Interval, ListOf, OneOf, Text
 
 
@@ -77,10 +77,22 @@ class PySRStudent(EstimatorStudent):
 
         return PySRRegressor
 
-    def expression(self):
+    def _renamed(self, expr):
+        """PySR's sympy expression over our real ``x0 … x{d-1}`` (PySR's symbols have no assumptions)."""
         by_name = {x.name: x for x in variables(self.n_features_)}
-        expr = self.estimator_.sympy()
         return expr.xreplace({s: by_name[s.name] for s in expr.free_symbols if s.name in by_name})
+
+    def expression(self):
+        return self._renamed(self.estimator_.sympy())
+
+    def candidates(self):
+        """PySR's hall of fame, one equation per complexity; complexity as ``complexity()``
+        (nodes of the expression, not PySR's own measure). ``lambda_format`` takes the full X."""
+        members = []
+        for row in self.estimator_.equations_.itertuples():
+            expr = self._renamed(row.sympy_format)
+            members.append(Candidate(count_nodes(expr), lambda expr=expr: expr, row.lambda_format))
+        return members
 
 
 @hookimpl

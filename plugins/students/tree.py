@@ -1,17 +1,23 @@
 """``tree``: a scikit-learn decision tree, the non-symbolic control student."""
 
+import functools
+
 import numpy as np
 import sympy
+from sklearn.base import clone
 from sklearn.tree import DecisionTreeRegressor
 
 from jacdistill import hookimpl
 from jacdistill.adapters import EstimatorStudent
-from jacdistill.contracts import variables
+from jacdistill.contracts import Candidate, variables
 from jacdistill.options import Interval, OneOf
 
 
 class TreeStudent(EstimatorStudent):
-    """Decision tree; its expression is a nested Piecewise and its complexity the leaf count."""
+    """Decision tree; its expression is a nested Piecewise and its complexity the leaf count.
+
+    Its front is the cost-complexity pruning path: the tree pruned at each of the path's alphas,
+    from the fitted tree itself (the most accurate) down to a single leaf."""
 
     name = "tree"
     defaults = {"max_depth": 6, "min_samples_leaf": 5}
@@ -34,19 +40,43 @@ class TreeStudent(EstimatorStudent):
     def estimator_class(cls):
         return DecisionTreeRegressor
 
+    def fit(self, X, y):
+        super().fit(X, y)
+        # The same tree grown again (same parameters and random state) and pruned at each alpha
+        # beyond the student's own; one tree per leaf count, since alphas that differ by rounding
+        # alone prune alike.
+        own = self.estimator_.ccp_alpha
+        self.pruned_ = {self.complexity(): self.estimator_}
+        for alpha in self.estimator_.cost_complexity_pruning_path(X, y).ccp_alphas:
+            if alpha > own:
+                pruned = clone(self.estimator_).set_params(ccp_alpha=alpha).fit(X, y)
+                self.pruned_.setdefault(int(pruned.get_n_leaves()), pruned)
+        return self
+
     def expression(self):
-        tree, x = self.estimator_.tree_, variables(self.n_features_)
-
-        def node(i):
-            if tree.children_left[i] == -1:
-                return sympy.Float(float(np.ravel(tree.value[i])[0]))
-            test = x[tree.feature[i]] <= sympy.Float(float(tree.threshold[i]))
-            return sympy.Piecewise((node(tree.children_left[i]), test), (node(tree.children_right[i]), True))
-
-        return node(0)
+        return to_sympy(self.estimator_.tree_, self.n_features_)
 
     def complexity(self):
         return int(self.estimator_.get_n_leaves())
+
+    def candidates(self):
+        return [
+            Candidate(leaves, functools.partial(to_sympy, tree.tree_, self.n_features_), tree.predict)
+            for leaves, tree in self.pruned_.items()
+        ]
+
+
+def to_sympy(tree, n_features):
+    """A fitted sklearn ``tree_`` as a nested Piecewise over ``x0 … x{n-1}``."""
+    x = variables(n_features)
+
+    def node(i):
+        if tree.children_left[i] == -1:
+            return sympy.Float(float(np.ravel(tree.value[i])[0]))
+        test = x[tree.feature[i]] <= sympy.Float(float(tree.threshold[i]))
+        return sympy.Piecewise((node(tree.children_left[i]), test), (node(tree.children_right[i]), True))
+
+    return node(0)
 
 
 @hookimpl

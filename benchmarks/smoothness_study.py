@@ -1,0 +1,208 @@
+"""Where does a smoother teacher help? (issue 14): teacher regime × penalty × tuner on the
+bundled data sets and on ground-truth Feynman problems.
+
+Each configuration is its own resumable sweep under ``benchmarks/results/smoothness_study/<part>/
+<config>/`` with the arms that depend on the teacher (baseline, regularized, control); the direct
+arm (symbolic regression on the data, no teacher) is the same computation for every configuration
+of a part, so it runs once, in ``<part>/direct/``, and is paired with each.
+
+- regimes: ``early`` (the default: stop after 40 epochs without validation improvement, keep the
+  best validation epoch) and ``converged`` (all ``EPOCHS`` epochs, keep the last: the paper's
+  trained-to-convergence network);
+- penalties: ``jacobian`` (mean‖∂f/∂x‖²_F) and ``lipschitz`` (product of the layers' spectral norms);
+- tuners: ``constrained`` (largest λ within 5 % of the λ = 0 teacher's validation MSE) and ``grid``
+  (the paper's protocol: the student's validation R² over λ ∈ {0, 1e-4, …, 1});
+- parts: ``real`` (the 12 bundled data sets; students gplearn and operon) and ``truth`` (10 Feynman
+  equations of 2–6 variables × noise {0, 0.01, 0.1} × n {100, 1000}; operon only, the student that
+  recovers formulas, for compute), seeds 0–9.
+
+Every trial records its front; configurations run in the order of ``PLAN`` (most informative
+first), each to the end before the next. Run: ``python benchmarks/smoothness_study.py [NAME ...]``
+(``--summary``: only rewrite ``summary.md`` / ``summary.json`` from the trials there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+from jacdistill import storage
+from jacdistill import sweep as sweeps
+from jacdistill.report import loading, stats
+
+OUT = Path(__file__).resolve().parent / "results" / "smoothness_study"
+REAL = ("servo", "machine_cpu", "yacht", "auto_mpg", "real_estate", "esl", "energy_heating",
+        "energy_cooling", "concrete", "airfoil", "wine_red", "ccpp")  # fmt: skip
+EQUATIONS = ("I.6.2", "I.10.7", "I.12.11", "I.13.12", "I.14.4", "I.16.6", "I.18.4", "I.29.16",
+             "I.39.22", "II.6.11")  # fmt: skip
+TRUTH = tuple(
+    f"feynman:{eq}?n={n}&noise={noise}" for eq in EQUATIONS for noise in (0, 0.01, 0.1) for n in (100, 1000)
+)
+PARTS = {"real": REAL, "truth": TRUTH}
+STUDENTS = ("gplearn", "operon")
+SEEDS = tuple(range(10))
+EPOCHS = 300  # both regimes: the converged teachers train all of them
+REGIMES = {"early": {"patience": 40, "keep": "best"}, "converged": {"patience": None, "keep": "last"}}
+TEACHER_ARMS = ("baseline", "regularized", "control")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    part: str
+    regime: str = ""  # "" for the direct arm, which has no teacher
+    regularizer: str = "jacobian"
+    tuner: str = "constrained"
+
+    @property
+    def name(self) -> str:
+        return "direct" if not self.regime else f"{self.regime}-{self.regularizer}-{self.tuner}"
+
+    @property
+    def path(self) -> Path:
+        return OUT / self.part / self.name
+
+    def spec(self) -> sweeps.SweepSpec:
+        teacher = {"epochs": EPOCHS, **REGIMES.get(self.regime, {})}
+        return sweeps.SweepSpec(
+            datasets=PARTS[self.part],
+            students=STUDENTS if self.part == "real" else ("operon",),
+            seeds=SEEDS,
+            arms=TEACHER_ARMS if self.regime else ("direct",),
+            regularizer=self.regularizer,
+            tuner=self.tuner,
+            teacher=teacher,
+        )
+
+
+def _plan() -> list[Config]:
+    """Most informative first: the default regime on real data (the recorded suite's settings,
+    now with fronts and 10 seeds), the paper's regime, then ground truth, then the Lipschitz
+    penalty, then the paper's grid tuner."""
+    jacobian = [Config(part, regime) for part in ("real", "truth") for regime in ("early", "converged")]
+    lipschitz = [
+        Config(part, regime, "lipschitz") for part in ("real", "truth") for regime in ("converged", "early")
+    ]
+    return [Config("real"), *jacobian[:2], Config("truth"), *jacobian[2:], *lipschitz,
+            Config("real", "converged", tuner="grid")]  # fmt: skip
+
+
+PLAN = _plan()
+
+
+def run(config: Config, workers: int = 2) -> None:
+    spec = config.spec()
+    sweeps.prepare(config.path, spec)
+    label = f"{config.part}/{config.name}"
+    started, units = time.perf_counter(), len(sweeps.pending(config.path, spec))
+    print(f"{label}: {units} units to run", flush=True)
+    ran = sweeps.execute(
+        spec, config.path, workers=workers, on_done=lambda n: print(f"  {label}: {n}", flush=True)
+    )
+    print(f"{label}: {ran} trials in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def trials_of(config: Config) -> list[dict]:
+    """The configuration's trials with its part's direct trials."""
+    found = []
+    for path in (config.path, Config(config.part).path):
+        if any(path.glob("trials/*.json")):
+            found += loading.load_trials(path)
+    return found
+
+
+def _block(comparison: dict | None) -> dict | None:
+    if comparison is None or comparison["median_delta_r2"] is None:
+        return None
+    keys = ("median_delta_r2", "mean_delta_r2", "ci", "p_value", "outcome", "wins", "ties", "losses",
+            "n_datasets", "n_pairs")  # fmt: skip
+    return {key: comparison[key] for key in keys}
+
+
+def summarize() -> dict:
+    rows = []
+    for config in (c for c in PLAN if c.regime):
+        trials = trials_of(config)
+        if not any(t["arm"] == "regularized" for t in trials):
+            continue
+        agg = stats.aggregate(trials)
+        for student, block in agg["students"].items():
+            rows.append(
+                {
+                    "part": config.part,
+                    "config": config.name,
+                    "student": student,
+                    "trials": block["n_trials"],
+                    **{ref: _block(block[f"vs_{ref}"]) for ref in ("baseline", "control", "direct")},
+                    "caps": block["caps"],
+                }
+            )
+        if agg["ground_truth"]:
+            rows.append({"part": config.part, "config": config.name, "ground_truth": agg["ground_truth"]})
+    return {"seeds": list(SEEDS), "epochs": EPOCHS, "plan": [c.name for c in PLAN], "rows": rows}
+
+
+def _cell(block: dict | None) -> str:
+    if block is None:
+        return "n/a"
+    low, high = block["ci"] or (float("nan"), float("nan"))
+    return (
+        f"{block['median_delta_r2']:+.3f} [mean {block['mean_delta_r2']:+.3f}, {low:+.3f}…{high:+.3f}] "
+        f"{block['wins']}/{block['ties']}/{block['losses']}"
+    )
+
+
+def markdown(summary: dict) -> str:
+    lines = [
+        "# Smoothness study: where does a smoother teacher help?",
+        "",
+        "Produced by `python benchmarks/smoothness_study.py`. Each cell: median over data sets of the "
+        "per-data-set mean ΔR² (student test R², regularized − reference), the mean over data sets "
+        "with its bootstrap 95 % interval, and wins/ties/losses over data sets (Wilcoxon over seeds, "
+        f"α = {stats.ALPHA}). Seeds {', '.join(map(str, summary['seeds']))}; teachers "
+        f"{summary['epochs']} epochs at most.",
+        "",
+        "| part | config | student | trials | vs baseline | vs control | vs direct |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in summary["rows"]:
+        if "student" in row:
+            cells = " | ".join(_cell(row[ref]) for ref in ("baseline", "control", "direct"))
+            lines.append(
+                f"| {row['part']} | {row['config']} | {row['student']} | {row['trials']} | {cells} |"
+            )
+    truth = [row for row in summary["rows"] if "ground_truth" in row]
+    if truth:
+        lines += ["", "## Symbolic solution rate (ground-truth problems)", ""]
+        lines += [
+            "| config | student | arm | solved / decided | rate | 95 % interval |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in truth:
+            for student, block in row["ground_truth"]["students"].items():
+                for arm, rate in block["solution_rate"].items():
+                    interval = "n/a" if rate["ci"] is None else f"{rate['ci'][0]:.2f}–{rate['ci'][1]:.2f}"
+                    shown = "n/a" if rate["rate"] is None else f"{rate['rate']:.2f}"
+                    lines.append(
+                        f"| {row['config']} | {student} | {arm} | {rate['solved']} / {rate['decided']} | "
+                        f"{shown} | {interval} |"
+                    )
+    return "\n".join(lines) + "\n"
+
+
+def write_summary() -> None:
+    summary = summarize()
+    storage.write_json(OUT / "summary.json", summary)
+    storage.write_text(OUT / "summary.md", markdown(summary))
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if "--summary" not in args:
+        wanted = [c for c in PLAN if not args or f"{c.part}/{c.name}" in args]
+        for config in wanted:
+            run(config)
+            write_summary()
+    write_summary()
+    print((OUT / "summary.md").read_text())

@@ -1,0 +1,200 @@
+"""The formula a person reads: a student's expression in original units, with short constants.
+
+:func:`readable` takes a formula over the data's columns (as ``jacdistill.formula.to_original_units``
+gives it) and validation rows, and returns the expression to show, in three steps:
+
+1. **Phases** (exact): inside ``sin``/``cos`` the additive constant of the argument is reduced
+   modulo 2π into (−π, π], inside ``tan`` modulo π into (−π/2, π/2]: ``cos(5.678*x + 2474.0)``
+   becomes ``cos(5.678*x - 1.575…)``. The new phase is computed in extended precision, so the
+   formula's values change by float rounding only. Exact (Integer or Rational) phases are kept.
+2. **Constants**: every float gets the fewest significant digits that keep the formula's
+   validation R² (:func:`jacdistill.metrics.r2`) within ``tolerance`` of the unrounded formula's:
+   the smallest digit count that works for all constants at once, then, one constant at a time,
+   fewer digits where R² still allows. A constant that rounds to an integer is shown as an Integer
+   (``1.0*x`` → ``x``, ``x**2.0`` → ``x**2``); thresholds of Piecewise conditions (trees, protected
+   division) are constants too. A formula whose unrounded R² is NaN (it blows up on the
+   validation rows, or the target is constant) is returned with its phases wrapped only.
+3. **Simplification**: a few cheap sympy rewrites (``expand`` on small expressions, then
+   ``factor_terms``), each kept only if it has fewer nodes (:func:`jacdistill.contracts.count_nodes`)
+   and R² still within ``tolerance``; none starts once ``time_cap`` seconds have gone on them
+   (``time_cap=0``: none is tried). The constants of a kept rewrite are rounded as in step 2.
+
+R² is always compared with the unrounded formula's. Rounding costs one ``lambdify``, with the
+constants as parameters; the final check, and each rewrite that shortens the formula, one more.
+
+The R² of the expression returned is checked on the validation rows; were it out of tolerance, the
+phase-wrapped formula would be returned with its constants in full. Each float shown prints as the
+shortest decimal of its value (``str`` gives ``1.23``, not ``1.23000000000000``): write it with
+``jacdistill.formula.as_text(expr, target)``, not with a ``digits`` rounding on top.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import mpmath
+import numpy as np
+import sympy
+
+from jacdistill.contracts import count_nodes
+from jacdistill.formula import evaluate
+from jacdistill.metrics import r2
+
+# (function, its period as a multiple of π)
+_PERIODIC = {sympy.sin: 2, sympy.cos: 2, sympy.tan: 1}
+# integers at least this large read better in scientific notation (1.2e+7) than in full
+_LARGEST_INTEGER = 1e6
+# expand can multiply an expression's size (a product of sums), so it only runs on small ones
+_EXPAND_MAX_NODES = 50
+
+
+def readable(
+    expr: sympy.Expr,
+    feature_names: list[str],
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    tolerance: float = 1e-3,
+    time_cap: float = 0.2,
+) -> sympy.Expr:
+    """The expression to show for ``expr`` (over Symbols named by ``feature_names``, evaluated on
+    ``X_val``'s columns in that order): phases wrapped, constants rounded, lightly simplified
+    (see the module docstring)."""
+    wrapped = wrap_phases(expr)
+    X_val, y_val = np.asarray(X_val, dtype=np.float64), np.asarray(y_val, dtype=np.float64)
+    floats = _floats(wrapped)
+    score = _scorer(wrapped, feature_names, floats, X_val, y_val)
+    base = score([float(f) for f in floats])
+    if math.isnan(base):
+        return wrapped
+
+    def close(r2_value: float) -> bool:  # False for NaN
+        return abs(r2_value - base) <= tolerance
+
+    def shortened(e: sympy.Expr) -> sympy.Expr | None:
+        e_floats = _floats(e)
+        return _shortened(e, e_floats, _scorer(e, feature_names, e_floats, X_val, y_val), close)
+
+    shown = _shortened(wrapped, floats, score, close)
+    assert shown is not None  # the constants as they are give R² = base
+    shown = _simplified(wrapped, shown, shortened, time.perf_counter() + time_cap)
+    display = shown.xreplace({f: _display(float(f)) for f in shown.atoms(sympy.Float)})
+    return display if close(r2(y_val, evaluate(display, feature_names, X_val))) else wrapped
+
+
+def wrap_phases(expr: sympy.Expr) -> sympy.Expr:
+    """``expr`` with the float phase of every sin and cos reduced into (−π, π], of every tan into
+    (−π/2, π/2] (step 1 of the module docstring); nested calls are wrapped too."""
+    return expr.replace(lambda e: isinstance(e, tuple(_PERIODIC)), _wrap)
+
+
+def _wrap(call: sympy.Expr) -> sympy.Expr:
+    phase, rest = call.args[0].as_coeff_Add()
+    half = _PERIODIC[call.func] * math.pi / 2
+    if not isinstance(phase, sympy.Float) or abs(float(phase)) <= half:
+        return call
+    with mpmath.workdps(40):  # k·period is exact to far below a double's rounding
+        period = _PERIODIC[call.func] * mpmath.pi
+        reduced = mpmath.mpf(float(phase)) - round(float(phase) / float(period)) * period
+        # the quotient is rounded in double precision, so a phase near an odd multiple of π can
+        # land just outside; the interval is half-open: −π becomes π
+        if reduced <= -period / 2:
+            reduced += period
+        elif reduced > period / 2:
+            reduced -= period
+        return call.func(rest + sympy.Float(float(reduced)))
+
+
+def _scorer(expr, feature_names, floats, X_val, y_val):
+    """R² on the validation rows as a function of the constants' values: one lambdify, with each
+    float a parameter, serves every rounding tried."""
+    # plain Symbols with safe names, not Dummies: lambdify renames every argument again, one
+    # rebuild of the expression each, as soon as one is a Dummy
+    columns = [sympy.Symbol(f"_x{i}") for i in range(len(feature_names))]
+    params = [sympy.Symbol(f"_p{i}") for i in range(len(floats))]
+    renaming = {sympy.Symbol(n): c for n, c in zip(feature_names, columns)} | dict(zip(floats, params))
+    fn = sympy.lambdify(columns + params, expr.xreplace(renaming), "numpy")
+    cols = list(X_val.T)
+
+    def score(values: list[float]) -> float:
+        with np.errstate(all="ignore"):  # numpy evaluates every branch of a Piecewise
+            pred = np.asarray(fn(*cols, *values), dtype=np.float64)
+        return r2(y_val, np.broadcast_to(pred, y_val.shape))
+
+    return score
+
+
+def _floats(expr: sympy.Expr) -> list[sympy.Float]:
+    """The floats of ``expr`` in order of appearance, so that they are shortened in a reproducible
+    order."""
+    return list(dict.fromkeys(a for a in sympy.preorder_traversal(expr) if isinstance(a, sympy.Float)))
+
+
+def _shortened(expr: sympy.Expr, floats: list[sympy.Float], score, close) -> sympy.Expr | None:
+    """``expr`` with its ``floats`` rounded: to the smallest common digit count whose R² (``score``
+    of the values) is ``close``, then each to fewer digits while R² stays ``close``; None if R² is
+    not ``close`` even with the values as they are."""
+    full = [float(f) for f in floats]
+
+    def ok(values: list[float]) -> bool:
+        return close(score(values))
+
+    # 17 digits give the values back exactly
+    common = next((d for d in range(1, 18) if ok(_rounded(full, [d] * len(full)))), None)
+    if common is None:
+        return None
+    digits = [common] * len(full)
+    values = _rounded(full, digits)
+    for i in range(len(full)):
+        while digits[i] > 1:
+            trial = digits[:i] + [digits[i] - 1] + digits[i + 1 :]
+            trial_values = _rounded(full, trial)
+            if trial_values[i] != values[i] and not ok(trial_values):
+                break
+            digits, values = trial, trial_values
+    return expr.xreplace({f: _number(v) for f, v in zip(floats, values)})
+
+
+def _rounded(values: list[float], digits: list[int]) -> list[float]:
+    return [float(f"{v:.{d - 1}e}") for v, d in zip(values, digits)]
+
+
+def _simplified(full: sympy.Expr, shown: sympy.Expr, shortened, deadline: float) -> sympy.Expr:
+    """``shown`` (``full`` with its constants ``shortened``), or, where it has fewer nodes, what a
+    rewrite gives once shortened; the rewrites are tried in turn until ``deadline``. Each works on
+    the constants in full (terms cancel exactly) and else on the shown ones (2.0*x + 4.0*y has no
+    common factor, 2*x + 4*y has); the constants it makes (-5.324000000000001) are shortened."""
+    # expanding first lets terms cancel ((x + 1)*(x - 1) - x**2 → -1); common factors come out after
+    rewrites = [lambda e: sympy.expand(e) if count_nodes(e) <= _EXPAND_MAX_NODES else e, sympy.factor_terms]
+    for rewrite in rewrites:
+        for source in dict.fromkeys([full, shown]):
+            if time.perf_counter() >= deadline:
+                return shown
+            candidate = rewrite(source)
+            if count_nodes(candidate) >= count_nodes(source):  # a cheap test before a lambdify
+                continue
+            candidate_shown = shortened(candidate)
+            if candidate_shown is not None and count_nodes(candidate_shown) < count_nodes(shown):
+                full, shown = candidate, candidate_shown
+                break
+    return shown
+
+
+def _number(value: float) -> sympy.Expr:
+    """A rounded constant as sympy holds it: an Integer where it is one, else a full-precision
+    Float (arithmetic on a Float of few digits would lose precision)."""
+    if value.is_integer() and abs(value) < _LARGEST_INTEGER:
+        return sympy.Integer(int(value))
+    return sympy.Float(value)
+
+
+def _display(value: float) -> sympy.Expr:
+    """A constant as shown: an Integer, or a Float whose precision is its shortest decimal's
+    digits, so that it prints as that decimal (and lambdify writes the same number)."""
+    number = _number(value)
+    if number.is_Integer:
+        return number
+    mantissa = np.format_float_scientific(abs(value), unique=True, trim="-").split("e")[0]
+    shown = sympy.Float(value, len(mantissa.replace(".", "")))
+    # in scientific notation one digit prints as 1.e-7: two print 1.0e-7
+    return sympy.Float(value, 2) if ".e" in str(shown) else shown

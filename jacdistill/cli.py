@@ -668,23 +668,33 @@ def datasets(as_json, feynman):
             }
             for eq in equations().values()
         ]
-        if as_json:
-            click.echo(json.dumps(table, indent=2))
-            return
-        click.echo(f"{'name':10} {'variables':>9}  formula")
-        for row in table:
-            click.echo(f"{row['name']:10} {len(row['variables']):>9}  {row['target']} = {row['formula']}")
+        echo_rows(
+            table,
+            as_json,
+            f"{'name':10} {'variables':>9}  formula",
+            lambda row: f"{row['name']:10} {len(row['variables']):>9}  {row['target']} = {row['formula']}",
+        )
         return
     rows = [
         {k: row[k] for k in ("name", "rows", "features", "target", "original_source", "license_note")}
         for row in bundled_datasets()
     ]
+    echo_rows(
+        rows,
+        as_json,
+        f"{'name':16} {'rows':>6} {'features':>8}  target",
+        lambda row: f"{row['name']:16} {row['rows']:>6} {row['features']:>8}  {row['target']}",
+    )
+
+
+def echo_rows(rows: list[dict], as_json: bool, header: str, line) -> None:
+    """``rows`` as JSON, or as a header and one ``line(row)`` each."""
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'name':16} {'rows':>6} {'features':>8}  target")
+    click.echo(header)
     for row in rows:
-        click.echo(f"{row['name']:16} {row['rows']:>6} {row['features']:>8}  {row['target']}")
+        click.echo(line(row))
 
 
 def split_list(value: str | None, cast=str) -> tuple | None:

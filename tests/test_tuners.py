@@ -293,3 +293,23 @@ def test_constrained_rounds_narrow_the_bracket_around_the_largest_feasible_lambd
             assert math.log10(lam) == pytest.approx((low + high) / 2)
             low, high = (math.log10(lam), high) if feasible(lam) else (low, math.log10(lam))
     assert est.lam_ == max(lam for lam in lams if feasible(lam))
+
+
+def test_constrained_speculation_trains_two_rounds_as_one_batch_for_the_same_lambda(monkeypatch):
+    from jacdistill.search import Problem
+
+    batches: list[int] = []
+    train = Problem.train_teachers
+    monkeypatch.setattr(
+        Problem, "train_teachers", lambda self, s, seeds=None: batches.append(len(s)) or train(self, s, seeds)
+    )
+    speculated = fit("constrained", max_trainings=6)
+    assert batches == [6]
+    batches.clear()
+    in_turn = fit("constrained", max_trainings=6, speculate=False)
+    assert batches == [3, 3]
+    assert [t.lam for t in speculated.search_.trials] == [t.lam for t in in_turn.search_.trials]
+    assert speculated.lam_ == in_turn.lam_
+    # when the first round ends the search, the speculated teachers were trained for nothing
+    batches.clear()
+    assert fit("constrained", tol=0.0, lo=0.5, hi=10.0).lam_ == 0.0 and batches == [6]

@@ -146,11 +146,24 @@ def summarize() -> dict:
 def _cell(block: dict | None) -> str:
     if block is None:
         return "n/a"
-    low, high = block["ci"] or (float("nan"), float("nan"))
+    interval = f", {block['ci'][0]:+.3f}…{block['ci'][1]:+.3f}" if block["ci"] else ""
     return (
-        f"{block['median_delta_r2']:+.3f} [mean {block['mean_delta_r2']:+.3f}, {low:+.3f}…{high:+.3f}] "
+        f"{block['median_delta_r2']:+.3f} [mean {block['mean_delta_r2']:+.3f}{interval}] "
         f"{block['wins']}/{block['ties']}/{block['losses']}"
     )
+
+
+def _capped_rows(summary: dict) -> list[str]:
+    """At each complexity cap: regularized against baseline and control (test R² of the best
+    front member within the cap)."""
+    lines = []
+    for row in summary["rows"]:
+        comparisons = (row.get("caps") or {}).get("comparisons", {})
+        for cap, arms in comparisons.items():
+            blocks = arms.get("regularized") or {}
+            cells = " | ".join(_cell(_block(blocks.get(f"vs_{ref}"))) for ref in ("baseline", "control"))
+            lines.append(f"| {row['part']} | {row['config']} | {row['student']} | ≤ {cap} | {cells} |")
+    return lines
 
 
 def markdown(summary: dict) -> str:
@@ -172,6 +185,11 @@ def markdown(summary: dict) -> str:
             lines.append(
                 f"| {row['part']} | {row['config']} | {row['student']} | {row['trials']} | {cells} |"
             )
+    capped = _capped_rows(summary)
+    if capped:
+        lines += ["", "## Under complexity caps", ""]
+        lines += ["The best front member of at most that many nodes, regularized − reference.", ""]
+        lines += ["| part | config | student | cap | vs baseline | vs control |", "|---" * 6 + "|", *capped]
     truth = [row for row in summary["rows"] if "ground_truth" in row]
     if truth:
         lines += ["", "## Symbolic solution rate (ground-truth problems)", ""]

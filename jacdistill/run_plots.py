@@ -1,9 +1,6 @@
 """Figures of one run: the accuracy–complexity fronts with the chosen formulas, and the fitted curves
 along each feature over the data. Names are drawn as written, and a figure that fails to draw is a
 warning (:func:`jacdistill.storage.figure`).
-
-:func:`jacdistill.storage.figure` decorates ``draw(data, path)``, so each public function here packs
-its arguments into ``data`` for a decorated private one.
 """
 
 from __future__ import annotations
@@ -33,16 +30,11 @@ def _finite(value) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
+@storage.figure
 def plot_front(fronts: dict[str, list[dict]], path: Path, title: str = "") -> None:
     """Validation R² against complexity for each front's members (rows with ``complexity``,
     ``student_r2_val`` and ``chosen``), one line per label, the chosen member enlarged and annotated;
     members whose R² is missing or NaN are left out, and R² below ``R2_FLOOR`` is clipped."""
-    _draw_front((fronts, title), path)
-
-
-@storage.figure
-def _draw_front(data: tuple[dict[str, list[dict]], str], path: Path) -> None:
-    fronts, title = data
     plt = storage.pyplot()
     figure, axes = plt.subplots(figsize=(6, 4))
     ys: list[float] = []
@@ -111,6 +103,7 @@ def important_features(curve: Curve, X: np.ndarray, count: int) -> list[int]:
     return sorted(range(X.shape[1]), key=lambda j: -spans[j])[:count]
 
 
+@storage.figure
 def plot_fit(
     X: np.ndarray,
     y: np.ndarray,
@@ -127,12 +120,6 @@ def plot_fit(
     return n predictions of ``target``; the first is drawn thick and black, the others in the colour
     of the arm their label names. Values that are not finite are left out, and the shared y
     range is the data's, widened to take in curves up to a quarter of its width beyond it."""
-    _draw_fit((X, y, feature_names, target, curves, max_panels), path)
-
-
-@storage.figure
-def _draw_fit(data: tuple, path: Path) -> None:
-    X, y, feature_names, target, curves, max_panels = data
     X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
     plt = storage.pyplot()
     features = important_features(next(iter(curves.values())), X, max_panels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import io
 import json
 import math
@@ -85,18 +86,20 @@ def write_figure(path: str | Path, figure) -> None:
 
 
 def figure(draw):
-    """Decorate ``draw(data, path)``, which draws a figure and saves it with ``write_figure``: text
-    is drawn as written (a name such as ``a$x^2$b`` or ``a\\b`` is neither mathtext nor TeX, which
-    would fail to parse), and a failure is a one-line warning, since figures come after the results
-    they show and must not cost them."""
+    """Decorate ``draw(..., path, ...)``, which draws a figure and saves it to its argument ``path``
+    with ``write_figure``: text is drawn as written (a name such as ``a$x^2$b`` or ``a\\b`` is
+    neither mathtext nor TeX, which would fail to parse), and a failure is a one-line warning, since
+    figures come after the results they show and must not cost them."""
+    signature = inspect.signature(draw)
 
     @functools.wraps(draw)
-    def drawn(data, path: str | Path) -> None:
+    def drawn(*args, **kwargs) -> None:
         import matplotlib
 
+        path = signature.bind(*args, **kwargs).arguments["path"]
         try:
             with matplotlib.rc_context({"text.usetex": False, "text.parse_math": False}):
-                draw(data, path)
+                draw(*args, **kwargs)
         except Exception as exc:
             warnings.warn(
                 f"could not draw {path} ({type(exc).__name__}: {exc})".splitlines()[0], stacklevel=2

@@ -16,9 +16,11 @@ of a part, so it runs once, in ``<part>/direct/``, and is paired with each.
   equations of 2–6 variables × noise {0, 0.01, 0.1} × n {100, 1000}; operon only, the student that
   recovers formulas, for compute), seeds 0–9.
 
-Every trial records its front; configurations run in the order of ``PLAN`` (most informative
-first), each to the end before the next. Run: ``python benchmarks/smoothness_study.py [NAME ...]``
-(``--summary``: only rewrite ``summary.md`` / ``summary.json`` from the trials there).
+Every trial records its front; ``summary.md`` gives each configuration's comparisons and
+``<part>/<config>-forest.png`` its forest plot (ΔR² per data set with 95 % intervals).
+Configurations run in the order of ``PLAN`` (most informative first), each to the end before the
+next. Run: ``python benchmarks/smoothness_study.py [part/config ...]`` (``--summary``: only rewrite
+``summary.md`` / ``summary.json`` from the trials there).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from jacdistill import storage
 from jacdistill import sweep as sweeps
-from jacdistill.report import loading, stats
+from jacdistill.report import loading, plots, stats
 
 OUT = Path(__file__).resolve().parent / "results" / "smoothness_study"
 REAL = ("servo", "machine_cpu", "yacht", "auto_mpg", "real_estate", "esl", "energy_heating",
@@ -127,6 +129,7 @@ def summarize() -> dict:
         if not any(t["arm"] == "regularized" for t in trials):
             continue
         agg = stats.aggregate(trials)
+        plots.plot_forest(agg, OUT / config.part / f"{config.name}-forest.png")
         for student, block in agg["students"].items():
             rows.append(
                 {

@@ -730,6 +730,12 @@ def split_list(value: str | None, cast=str) -> tuple | None:
     help="Option for one student, e.g. operon.generations=50.",
 )
 @click.option("--epochs", type=click.IntRange(min=1), help="Maximum teacher epochs.")
+@click.option(
+    "--select",
+    metavar="RULE",
+    help="Which formula of each fit's front every arm keeps: best, parsimony=TOL or complexity=K "
+    "(default: parsimony=0.01).",
+)
 @click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True)
 @click.option("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: start a LocalCluster).")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Worker processes.")
@@ -751,6 +757,7 @@ def sweep(
     tuner_opt,
     student_opt,
     epochs,
+    select,
     executor,
     scheduler,
     workers,
@@ -772,6 +779,7 @@ def sweep(
         "tuner": tuner,
         "lam": lam,
         "epochs": epochs,
+        "select": select,
     }
     spec = sweeps.spec_from(
         config,

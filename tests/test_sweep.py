@@ -189,6 +189,7 @@ def test_sweep_json_from_before_a_new_setting_still_resumes(local_sweep, tmp_pat
         (["--student-opt", "tree.nosuch=3"], "has no option 'nosuch'"),
         (["--seeds", "a,b"], "comma-separated"),
         (["--config", "missing.toml"], "cannot read config"),
+        (["--select", "parsimony=-1"], "'select' must be best, parsimony=TOL"),
     ],
 )
 def test_bad_sweep_input_is_one_line_exit_2(tmp_path, args, expected):
@@ -247,3 +248,24 @@ def test_control_candidates_share_the_units_split(local_sweep):
     # the candidates train together as one stack: equal to one-by-one fits within float rounding
     assert control["student_r2_test"] == pytest.approx(best["student_r2_test"], rel=1e-6)
     assert control["student_r2_val"] == pytest.approx(best["student_r2_val"], rel=1e-6)
+
+
+def test_select_applies_to_every_arm(tmp_path):
+    out = tmp_path / "sel"
+    proc = jd(
+        "sweep",
+        *SMALL,
+        "--arms",
+        "direct,baseline",
+        "--select",
+        "complexity=3",
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    trials = [json.loads(p.read_text()) for p in (out / "trials").glob("*.json")]
+    assert len(trials) == 2
+    for trial in trials:
+        assert trial["select"] == "complexity=3" and trial["complexity"] <= 3
+        assert [m["complexity"] <= 3 for m in trial["front"] if m["chosen"]] == [True]

@@ -23,7 +23,7 @@ import functools
 import io
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from importlib import resources
 
 import numpy as np
@@ -33,7 +33,6 @@ from sympy.parsing.sympy_parser import parse_expr
 from jacdistill.options import JacdistillError
 
 PREFIX = "feynman:"
-DEFAULTS: dict[str, float] = {"n": 1000, "noise": 0.0, "seed": 0}
 MAX_ROWS = 1_000_000  # 9 variables × 10⁶ rows is 72 MB; more is a typo rather than a plan
 MIN_ROWS = 20  # as jacdistill.data.MIN_ROWS (data imports this module, not the other way round)
 EXAMPLE = "feynman:I.6.2?n=1000&noise=0.01&seed=0"
@@ -91,7 +90,7 @@ class Spec:
     """A parsed ``feynman:EQUATION?n=…&noise=…&seed=…``."""
 
     equation: str
-    n: int = 1000  # as DEFAULTS
+    n: int = 1000
     noise: float = 0.0
     seed: int = 0
 
@@ -107,6 +106,10 @@ class Spec:
         if self.seed != DEFAULTS["seed"]:
             parts.append(f"seed{self.seed}")
         return "-".join(parts)
+
+
+# the keys a spec may set, with their defaults
+DEFAULTS: dict[str, float] = {f.name: f.default for f in fields(Spec) if f.name != "equation"}  # type: ignore[misc]
 
 
 def _number(value: float) -> str:

@@ -153,7 +153,7 @@ class Candidate:
             values = self._native(X)
         else:
             if self._compiled is None:
-                self._compiled = sympy.lambdify(variables(X.shape[1]), self.expression, "numpy")
+                self._compiled = numpy_function(variables(X.shape[1]), self.expression)
             with np.errstate(all="ignore"):  # numpy evaluates every branch of a Piecewise
                 values = self._compiled(*np.asarray(X, dtype=np.float64).T)
         return np.broadcast_to(np.asarray(values, dtype=np.float64), (len(X),)).reshape(-1).copy()
@@ -174,6 +174,18 @@ class Candidate:
 def count_nodes(expr: sympy.Expr) -> int:
     """Number of nodes in the expression tree (operators, variables and constants)."""
     return sum(1 for _ in sympy.preorder_traversal(expr))
+
+
+def _select(condlist, choicelist, default=0.0):
+    # sympy prints a condition built of nested ITEs as a select of booleans whose nan default makes
+    # it a float array, and numpy >= 2 refuses non-boolean conditions: cast them back. Such a
+    # select ends in a True branch, so its nan never reaches the cast.
+    return np.select([np.asarray(c, dtype=bool) for c in condlist], choicelist, default)
+
+
+def numpy_function(args: list[sympy.Symbol], expr: sympy.Expr) -> Callable:
+    """``sympy.lambdify(args, expr)`` over numpy, for every Piecewise a student's formula can hold."""
+    return sympy.lambdify(args, expr, [{"select": _select}, "numpy"])
 
 
 def variables(n_features: int) -> list[sympy.Symbol]:

@@ -142,7 +142,7 @@ def evaluate(expr: sympy.Expr, feature_names: list[str], X: np.ndarray) -> np.nd
     """Evaluate an original-units expression on raw inputs (n×d), as float64 (n,). The columns
     stand in by position, as dummy symbols: any names work, ``sin`` or ``numpy`` included."""
     by_position = {sympy.Symbol(name): sympy.Dummy() for name in feature_names}
-    fn = sympy.lambdify(list(by_position.values()), expr.xreplace(by_position), "numpy")
+    fn = contracts.numpy_function(list(by_position.values()), expr.xreplace(by_position))
     with np.errstate(all="ignore"):  # numpy evaluates every branch of a Piecewise
         values = fn(*np.asarray(X, dtype=np.float64).T)
     return np.broadcast_to(np.asarray(values, dtype=np.float64), (len(X),)).copy()

@@ -37,7 +37,7 @@ import mpmath
 import numpy as np
 import sympy
 
-from jacdistill.contracts import count_nodes
+from jacdistill.contracts import count_nodes, numpy_function
 from jacdistill.formula import evaluate
 from jacdistill.metrics import r2
 
@@ -113,7 +113,7 @@ def _scorer(expr, feature_names, floats, X_val, y_val):
     columns = [sympy.Symbol(f"_x{i}") for i in range(len(feature_names))]
     params = [sympy.Symbol(f"_p{i}") for i in range(len(floats))]
     renaming = {sympy.Symbol(n): c for n, c in zip(feature_names, columns)} | dict(zip(floats, params))
-    fn = sympy.lambdify(columns + params, expr.xreplace(renaming), "numpy")
+    fn = numpy_function(columns + params, expr.xreplace(renaming))
     cols = list(X_val.T)
 
     def score(values: list[float]) -> float:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import sympy
 
-from jacdistill.contracts import count_nodes
+from jacdistill.contracts import Candidate, count_nodes, variables
 from jacdistill.formula import evaluate
 from jacdistill.metrics import r2
 from jacdistill.readable import readable, wrap_phases
@@ -257,3 +257,20 @@ def test_any_column_names():
     assert shown.free_symbols == {a, b, c}
     before, after = r2(y_val, truth), r2(y_val, evaluate(shown, names, X))
     assert abs(after - before) <= 1e-3
+
+
+def test_conditions_of_nested_ites_evaluate_as_sympy_does():
+    """gplearn's nested protected divisions fold into Piecewise conditions made of nested ITEs,
+    which sympy prints as a float-valued numpy select (it stopped a study run with numpy's "should
+    be boolean ndarray"); evaluate, readable and Candidate.predict give sympy's own values."""
+    a, b, c, d, e, f, g, h = (sympy.Abs(x + k * y - z) > 0.5 for k in range(1, 9))
+    condition = sympy.ITE(a & (b | c), d, sympy.ITE(e | f, g, sympy.ITE(h, b, True)))
+    expr = sympy.Piecewise((F(1.5) * x, condition), (F(0.25) * y, True))
+    X = rows(n=200)
+    reference = np.array([float(expr.subs(dict(zip((x, y, z), row)))) for row in X])
+    assert 0 < np.mean(reference == 1.5 * X[:, 0]) < 1  # both branches are taken
+    np.testing.assert_array_equal(evaluate(expr, NAMES, X), reference)
+    assert_r2_kept(expr, readable(expr, NAMES, X, reference), X, reference)
+    x0, x1, x2 = variables(3)
+    member = Candidate(count_nodes(expr), lambda: expr.xreplace({x: x0, y: x1, z: x2}))
+    np.testing.assert_array_equal(member.predict(X), reference)

@@ -14,7 +14,9 @@ architecture, epochs and penalty), at λ ∈ {0, 1e-3, 1e-2}, with
     python benchmarks/teacher_regime.py [--seeds 0,1,2,3,4] [--datasets a,b] [--out DIR]
 
 Writes ``teacher_regime-cpu.json`` (resumable: teachers already there are not retrained) and
-prints, per dataset, medians over seeds of the λ = 0 teachers of both regimes.
+prints, per dataset, medians over seeds of the λ = 0 teachers of both regimes (kept epoch, test
+R², the converged teacher's train − test R² gap, roughness) and the roughness of the λ = 1e-2
+teachers relative to them (``smoothed_*``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from smoothness_study import REAL, Config  # noqa: E402  (the study's settings, not a copy)
 
 LAMS = (0.0, 1e-3, 1e-2)
+REGIMES = ("early", "converged")
 
 
 def roughness(model: torch.nn.Module, X: np.ndarray) -> float:
@@ -85,25 +88,28 @@ def teachers(name: str, regime: str, seed: int) -> list[dict]:
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    """Per dataset: medians over seeds of the λ = 0 teachers, early and converged side by side."""
+    """Per dataset, medians over seeds: the λ = 0 teachers of both regimes side by side, and how
+    much λ = 1e-2 smooths each (its roughness over the λ = 0 teacher's)."""
     out = []
     for name in dict.fromkeys(r["dataset"] for r in rows):
-        mine = [r for r in rows if r["dataset"] == name and r["lam"] == 0]
-        by_regime = {g: [r for r in mine if r["regime"] == g] for g in ("early", "converged")}
-        if not all(by_regime.values()):
+        runs = [r for r in rows if r["dataset"] == name]
+        if {r["regime"] for r in runs} != set(REGIMES):
             continue
-        median = {(g, key): statistics.median(r[key] for r in runs) for g, runs in by_regime.items()
-                  for key in ("kept_epoch", "r2_train", "r2_test", "roughness_test")}  # fmt: skip
+        median = lambda regime, lam, key, runs=runs: statistics.median(
+            r[key] for r in runs if (r["regime"], r["lam"]) == (regime, lam)
+        )
+        rough = {(g, lam): median(g, lam, "roughness_test") for g in REGIMES for lam in (0, 0.01)}
         out.append(
             {
                 "dataset": name,
-                "epoch_early": median["early", "kept_epoch"],
-                "test_early": median["early", "r2_test"],
-                "test_converged": median["converged", "r2_test"],
-                "gap_early": median["early", "r2_train"] - median["early", "r2_test"],
-                "gap_converged": median["converged", "r2_train"] - median["converged", "r2_test"],
-                "rough_early": median["early", "roughness_test"],
-                "rough_converged": median["converged", "roughness_test"],
+                "epoch_early": median("early", 0, "kept_epoch"),
+                "test_early": median("early", 0, "r2_test"),
+                "test_converged": median("converged", 0, "r2_test"),
+                "gap_converged": median("converged", 0, "r2_train") - median("converged", 0, "r2_test"),
+                "rough_early": rough["early", 0],
+                "rough_converged": rough["converged", 0],
+                "smoothed_early": rough["early", 1e-2] / rough["early", 0],
+                "smoothed_converged": rough["converged", 1e-2] / rough["converged", 0],
             }
         )
     return out
@@ -114,12 +120,12 @@ COLUMNS = [
     ("epoch_early", "g"),
     ("test_early", ".3f"),
     ("test_converged", ".3f"),
-    ("gap_early", "+.3f"),
     ("gap_converged", "+.3f"),
     ("rough_early", ".3g"),
     ("rough_converged", ".3g"),
+    ("smoothed_early", ".2f"),
+    ("smoothed_converged", ".2f"),
 ]
-
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -129,12 +135,12 @@ if __name__ == "__main__":
     args = parser.parse_args()
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
-    settings = {"seeds": seeds, "lams": list(LAMS), "regimes": ["early", "converged"]}
+    settings = {"seeds": seeds, "lams": list(LAMS), "regimes": list(REGIMES)}
     path = Path(args.out) / "teacher_regime-cpu.json"
     rows = json.loads(path.read_text())["rows"] if path.exists() else []
     done = {(r["dataset"], r["regime"], r["seed"]) for r in rows}
     for name in args.datasets.split(","):
-        for regime in ("early", "converged"):
+        for regime in REGIMES:
             for seed in (s for s in seeds if (name, regime, s) not in done):
                 rows += teachers(name, regime, seed)
                 harness.save("teacher_regime", rows, settings, "cpu", args.out, summary=summarize(rows))

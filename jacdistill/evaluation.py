@@ -171,7 +171,8 @@ def ground_truth(est: FormulaEstimator, data: Dataset, split: Split) -> dict:
     if isinstance(est, Distiller):
         result["teacher_r2_test_true"] = r2(truth, est.predict_teacher(frame(data, rows)))
     candidate = groundtruth.as_truth_symbols(est.member_formula(est.chosen_), data.formula)
-    result["solution"] = groundtruth.symbolic_solution(candidate, data.formula)
+    columns = dict(zip(data.feature_names, data.X.T))
+    result["solution"] = groundtruth.symbolic_solution(candidate, data.formula, rows=columns)
     return result
 
 

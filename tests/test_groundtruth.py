@@ -12,7 +12,7 @@ from sympy import Piecewise, cos, exp, log, pi, sin, sqrt
 
 from jacdistill import feynman, formula
 from jacdistill.data import load_spec
-from jacdistill.groundtruth import as_truth_symbols, rounded, symbolic_solution
+from jacdistill.groundtruth import as_truth_symbols, plainly_apart, rounded, symbolic_solution
 from jacdistill.metrics import r2
 
 x, y, sigma, theta = sympy.symbols("x y sigma theta")
@@ -58,6 +58,54 @@ def test_true_positives(case):
 def test_true_negatives(case):
     candidate, truth = NOT_SOLUTIONS[case]
     assert symbolic_solution(candidate, truth, timeout_s=None) is False
+
+
+def rows_for(*exprs, n=200, seed=0):
+    """Values of the expressions' variables, uniform in [1, 3] (every Feynman range is positive)."""
+    names = sorted({s.name for e in exprs for s in e.free_symbols})
+    rng = np.random.default_rng(seed)
+    return {name: rng.uniform(1.0, 3.0, n) for name in names}
+
+
+@pytest.mark.parametrize("case", list(SOLUTIONS))
+def test_the_numeric_screen_keeps_every_solution(case):
+    candidate, truth = SOLUTIONS[case]
+    assert not plainly_apart(candidate, truth, rows_for(candidate, truth))
+    assert symbolic_solution(candidate, truth, timeout_s=None, rows=rows_for(candidate, truth)) is True
+
+
+@pytest.mark.parametrize("case", list(NOT_SOLUTIONS))
+def test_with_the_screen_non_solutions_stay_non_solutions(case):
+    candidate, truth = NOT_SOLUTIONS[case]
+    assert symbolic_solution(candidate, truth, timeout_s=None, rows=rows_for(candidate, truth)) is False
+
+
+def test_the_screen_decides_plain_misses_and_leaves_near_misses_to_sympy():
+    plain = ("wrong-exponent", "missing-variable", "extra-variable", "different-function",
+             "offset-and-factor", "constant-only", "tree")  # fmt: skip
+    for case in plain:
+        assert plainly_apart(*NOT_SOLUTIONS[case], rows_for(*NOT_SOLUTIONS[case])), case
+    # within rounding of a solution, or the zero candidate (its misfit as a multiple is 0/0)
+    for case in ("constant-3-digits-off", "zero"):
+        assert not plainly_apart(*NOT_SOLUTIONS[case], rows_for(*NOT_SOLUTIONS[case])), case
+    assert not plainly_apart(x * y + 0.5, x * y, rows_for(x, y))  # an offset: a solution
+    assert plainly_apart(1.02 * x * y + 0.5, x * y, rows_for(x, y))  # 2 % off, and offset too
+
+
+def test_the_screen_needs_values_for_every_variable_and_enough_finite_rows():
+    miss = NOT_SOLUTIONS["missing-variable"]
+    assert not plainly_apart(*miss, {"x": np.linspace(1, 2, 50)})  # no values of y
+    few = {"x": np.linspace(1, 2, 9), "y": np.linspace(1, 2, 9)}
+    assert not plainly_apart(*miss, few)
+    negative = {"x": -np.linspace(1, 2, 50), "y": np.linspace(1, 2, 50)}
+    assert not plainly_apart(sympy.log(x) * y, x * y, negative)  # log of negatives: nan everywhere
+
+
+def test_the_screen_answers_a_pathological_case_at_once():
+    hard = sum(sin(k * x + y) ** k * cos(k * y) for k in range(1, 25))
+    started = time.perf_counter()
+    assert symbolic_solution(hard, x * y, timeout_s=30, rows=rows_for(x, y)) is False
+    assert time.perf_counter() - started < 5  # no child process, no simplification
 
 
 def test_the_child_process_gives_the_same_answers():

@@ -110,12 +110,13 @@ def plainly_apart(
 ) -> bool:
     """Whether, on ``rows``, ``candidate`` is plainly neither the truth plus a constant nor a
     constant times it: the least-squares fit of each form leaves a relative misfit above
-    ``tolerance``. Such a candidate is no solution. False (not shown apart) where a variable has no
-    values, fewer than 10 rows give finite values of both, or the truth is constant on them."""
+    ``tolerance``. Such a candidate is no solution. False (not shown apart) where there are no
+    variables or one has no values, fewer than 10 rows give finite values of both, or the truth is
+    constant on them."""
     from jacdistill.contracts import numpy_function  # here: symbolic_solution's child stays light
 
     symbols = sorted(truth.free_symbols | candidate.free_symbols, key=lambda s: s.name)
-    if any(s.name not in rows for s in symbols):
+    if not symbols or any(s.name not in rows for s in symbols):
         return False
     columns = [np.asarray(rows[s.name], dtype=np.float64) for s in symbols]
     with np.errstate(all="ignore"):

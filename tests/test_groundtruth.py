@@ -97,6 +97,7 @@ def test_the_screen_needs_values_for_every_variable_and_enough_finite_rows():
     assert not plainly_apart(*miss, {"x": np.linspace(1, 2, 50)})  # no values of y
     few = {"x": np.linspace(1, 2, 9), "y": np.linspace(1, 2, 9)}
     assert not plainly_apart(*miss, few)
+    assert not plainly_apart(sympy.Float(2.5), sympy.Integer(1), {})  # no variables at all
     negative = {"x": -np.linspace(1, 2, 50), "y": np.linspace(1, 2, 50)}
     assert not plainly_apart(sympy.log(x) * y, x * y, negative)  # log of negatives: nan everywhere
 

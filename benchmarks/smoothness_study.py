@@ -15,7 +15,10 @@ of a part, so it runs once, in ``<part>/direct/``, and is paired with each.
   (the paper's protocol: the student's validation R² over λ ∈ {0, 1e-4, …, 1});
 - parts: ``real`` (the 12 bundled data sets; students gplearn and operon) and ``truth`` (10 Feynman
   equations of 2–6 variables × noise {0, 0.01, 0.1} × n {100, 1000}; operon only, the student that
-  recovers formulas, for compute), seeds 0–9.
+  recovers formulas, for compute), seeds 0–9. On ground truth every student fits inputs scaled
+  to unit variance but not centred (``student_inputs="scaled"``: centring turns a monomial into a
+  product of affine factors, benchmarks/student_inputs.py); on real data the standardized inputs
+  of the first configurations stay, shared by all arms.
 
 Every trial records its front; ``summary.md`` gives each configuration's comparisons and
 ``<part>/<config>-forest.png`` its forest plot (ΔR² per data set with 95 % intervals).
@@ -76,6 +79,7 @@ class Config:
             regularizer=self.regularizer,
             tuner=self.tuner,
             teacher=teacher,
+            student_inputs="scaled" if self.part == "truth" else "standardized",
         )
 
 

@@ -374,6 +374,13 @@ PROBLEM_OPTIONS = [  # what defines one distillation problem; shared by run and 
         "R²) or complexity=K (the best of complexity at most K).",
     ),
     click.option(
+        "--student-inputs",
+        cls=DistillerOption,
+        type=click.Choice(["standardized", "scaled"]),
+        help="What the student fits: the teacher's standardized inputs, or the inputs scaled to "
+        "unit variance but not centred (a monomial such as k*x**2 stays one).",
+    ),
+    click.option(
         "--batch-teachers/--no-batch-teachers",
         cls=DistillerOption,
         help="Train a tuner's candidate teachers together as one stack of MLPs.",
@@ -440,6 +447,7 @@ def load_problem(dataset, data, target, lam, opts):
                 "jobs",
                 "student_rows",
                 "select",
+                "student_inputs",
             )
         },
     )
@@ -736,6 +744,12 @@ def split_list(value: str | None, cast=str) -> tuple | None:
     help="Which formula of each fit's front every arm keeps: best, parsimony=TOL or complexity=K "
     "(default: parsimony=0.01).",
 )
+@click.option(
+    "--student-inputs",
+    type=click.Choice(["standardized", "scaled"]),
+    help="What every arm's student fits: standardized inputs, or inputs scaled but not centred "
+    "(default: standardized).",
+)
 @click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True)
 @click.option("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: start a LocalCluster).")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Worker processes.")
@@ -758,6 +772,7 @@ def sweep(
     student_opt,
     epochs,
     select,
+    student_inputs,
     executor,
     scheduler,
     workers,
@@ -780,6 +795,7 @@ def sweep(
         "lam": lam,
         "epochs": epochs,
         "select": select,
+        "student_inputs": student_inputs,
     }
     spec = sweeps.spec_from(
         config,

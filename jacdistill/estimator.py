@@ -1,6 +1,9 @@
 """scikit-learn estimators: ``Distiller`` (the whole method; the CLI is a thin layer on it) and
 ``DirectRegressor`` (the student fitted to the data itself, the comparison every distillation
 needs). Both standardize on their training rows and give the student's formula in the data's units.
+The student sees the same standardized inputs as the teacher, or (``student_inputs="scaled"``) the
+inputs divided by their standard deviation but not centred, where a monomial such as k·x² stays a
+monomial instead of becoming a product of affine factors (benchmarks/student_inputs.py).
 
 Distiller.fit: train the teacher MLP with MSE + λ·penalty (early stopping on validation MSE; λ fixed
 or chosen by a tuner through a :class:`jacdistill.search.Search`), fit the student on the teacher's
@@ -48,25 +51,35 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+STUDENT_INPUTS = ("standardized", "scaled")
+
+
 class FormulaEstimator(RegressorMixin, BaseEstimator):
     """What both estimators share: scaling fitted on the training rows, a fitted student over
-    standardized inputs, and its formula in the data's units."""
+    standardized (or scaled) inputs, and its formula in the data's units."""
 
     def _scale(self, X, y) -> tuple[np.ndarray, np.ndarray]:
-        """Fit the scalers on (X, y) and return both standardized (y as a 1-d array)."""
+        """Fit the scalers on (X, y) and return both standardized (y as a 1-d array);
+        ``student_scaler_`` maps X to the student's inputs (``student_inputs``)."""
         self.x_scaler_, self.y_scaler_ = Standardizer.fit(X), Standardizer.fit(y[:, None])
+        self.student_scaler_ = (
+            self.x_scaler_
+            if self.student_inputs == "standardized"
+            else Standardizer(np.zeros_like(self.x_scaler_.mean), self.x_scaler_.scale)
+        )
         return self.x_scaler_.transform(X), self.y_scaler_.transform(y[:, None])[:, 0]
 
     def _adopt(
         self, student: Student, front: list[Candidate], scores: list[float], chosen: int, Xv, yv
     ) -> None:
-        """Make member ``chosen`` of ``student``'s front (fitted on standardized rows; ``scores``:
-        the members' validation R² on the standardized rows ``Xv``, ``yv``) this estimator's
-        model, its formula made readable (``jacdistill.readable``) on those rows."""
+        """Make member ``chosen`` of ``student``'s front (fitted on the student's inputs;
+        ``scores``: the members' validation R² on the student's inputs ``Xv`` and standardized
+        ``yv``) this estimator's model, its formula made readable (``jacdistill.readable``) on
+        those rows."""
         self.student_, self.front_members_, self.front_r2_val_, self.chosen_ = student, front, scores, chosen
         self.expression_ = front[chosen].expression
         self.complexity_ = front[chosen].complexity
-        X_val, y_val = self.x_scaler_.inverse(Xv), self.y_scaler_.inverse(yv[:, None])[:, 0]
+        X_val, y_val = self.student_scaler_.inverse(Xv), self.y_scaler_.inverse(yv[:, None])[:, 0]
         self.formula_ = readable.readable(self.member_formula(chosen), self.feature_names(), X_val, y_val)
 
     @property
@@ -94,7 +107,7 @@ class FormulaEstimator(RegressorMixin, BaseEstimator):
         """Front member ``i``'s formula in the data's units, constants in full precision."""
         check_is_fitted(self)
         expr = self.front_members_[i].expression
-        return formula.to_original_units(expr, self.x_scaler_, self.y_scaler_, self.feature_names())
+        return formula.to_original_units(expr, self.student_scaler_, self.y_scaler_, self.feature_names())
 
     def feature_names(self) -> list[str]:
         names = getattr(self, "feature_names_in_", None)
@@ -120,14 +133,24 @@ class FormulaEstimator(RegressorMixin, BaseEstimator):
 
 class DirectRegressor(FormulaEstimator):
     """Symbolic regression on the data itself, no teacher: ``student`` (a plugin name) with
-    ``student_options``, seeded ``seed``, fitted to the standardized rows."""
+    ``student_options``, seeded ``seed``, fitted to the standardized (or, with
+    ``student_inputs="scaled"``, scaled) rows."""
 
-    def __init__(self, student="operon", student_options=None, seed=0, jobs=None, select=fronts.DEFAULT_RULE):
+    def __init__(
+        self,
+        student="operon",
+        student_options=None,
+        seed=0,
+        jobs=None,
+        select=fronts.DEFAULT_RULE,
+        student_inputs="standardized",
+    ):
         self.student = student
         self.student_options = student_options
         self.seed = seed
         self.jobs = jobs
         self.select = select
+        self.student_inputs = student_inputs
 
     def fit(
         self, X: ArrayLike, y: ArrayLike, X_val: ArrayLike | None = None, y_val: ArrayLike | None = None
@@ -135,10 +158,15 @@ class DirectRegressor(FormulaEstimator):
         """Fit on (X, y); the front member is selected on (``X_val``, ``y_val``) if given, else
         on the training rows."""
         rule = fronts.Rule.parse(self.select)
+        if self.student_inputs not in STUDENT_INPUTS:
+            raise JacdistillError(
+                f"student_inputs must be one of {', '.join(STUDENT_INPUTS)}, got {self.student_inputs!r}"
+            )
         cls = registry().student(self.student)
         options = cls.resolve_options(self.student_options or {})
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
-        Xs, ys = self._scale(X, y)
+        _, ys = self._scale(X, y)
+        Xs = self.student_scaler_.transform(np.asarray(X))
         student = cls(seed=self.seed, **options)
         student.jobs = available_cores() if self.jobs is None else self.jobs
         front = fronts.front(student.fit(Xs, ys), Xs, ys)
@@ -146,7 +174,7 @@ class DirectRegressor(FormulaEstimator):
             Xv, yv = Xs, ys
         else:
             Xc, yc = validate_data(self, X_val, y_val, y_numeric=True, dtype=np.float64, reset=False)
-            Xv, yv = self.x_scaler_.transform(Xc), self.y_scaler_.transform(yc[:, None])[:, 0]
+            Xv, yv = self.student_scaler_.transform(Xc), self.y_scaler_.transform(yc[:, None])[:, 0]
         scores = [r2(yv, member.predict(Xv)) for member in front]
         self._adopt(student, front, scores, rule.choose([m.complexity for m in front], scores), Xv, yv)
         return self
@@ -226,7 +254,9 @@ class Distiller(FormulaEstimator):
     rounding, slower). ``jobs``: the cores a student fit may use (Operon's threads; None: all
     available). ``student_rows``: the student fits a seeded subsample of at most that many
     teacher-labelled rows (None: all of them; the default, 5 000, cost no student R² on ccpp or a
-    50 000-row problem in benchmarks/student_rows.py).
+    50 000-row problem in benchmarks/student_rows.py). ``student_inputs``: the student fits the
+    teacher's standardized inputs (``"standardized"``) or the inputs scaled to unit variance but
+    not centred (``"scaled"``: the teacher still sees standardized ones).
     """
 
     def __init__(
@@ -255,6 +285,7 @@ class Distiller(FormulaEstimator):
         jobs=None,
         student_rows=5000,  # benchmarks/student_rows.py: no loss in student R² at 1 000+ rows
         select=fronts.DEFAULT_RULE,
+        student_inputs="standardized",
     ):
         self.regularizer = regularizer
         self.lam = lam
@@ -280,6 +311,7 @@ class Distiller(FormulaEstimator):
         self.jobs = jobs
         self.student_rows = student_rows
         self.select = select
+        self.student_inputs = student_inputs
 
     # What the parameters accept, checked by resolve_plugins before any training (plugin names
     # and options: by the registry and the plugins). Seeds: numpy's generators take no negative
@@ -310,6 +342,7 @@ class Distiller(FormulaEstimator):
         "jobs": [Interval(int, 1, 1024), None],
         "student_rows": [Interval(int, 1, None), None],
         "select": Satisfies(fronts.is_rule, "best, parsimony=TOL (TOL ≥ 0) or complexity=K (K ≥ 1)"),
+        "student_inputs": OneOf(*STUDENT_INPUTS),
     }
 
     def resolve_plugins(self) -> tuple[Regularizer, dict, type[Student], Tuner | None]:
@@ -358,7 +391,8 @@ class Distiller(FormulaEstimator):
         self.search_.release()
         self.lam_, self.teacher_, self.training_ = chosen.lam, chosen.model, chosen.training
         started = time.perf_counter()
-        Xv, labels = problem.X_val, teacher.predict(chosen.model, problem.X_val)
+        labels = teacher.predict(chosen.model, problem.X_val)
+        Xv = problem.X_val + problem.student_offset
         self._adopt(chosen.student, chosen.front, chosen.front_r2_val, chosen.chosen, Xv, problem.y_val)
         self.front_fidelity_val_ = [r2(labels, member.predict(Xv)) for member in chosen.front]
         search = self.search_
@@ -402,6 +436,7 @@ class Distiller(FormulaEstimator):
             workdir=None if workdir is None else Path(workdir), progress=progress,
             batch_teachers=self.batch_teachers, jobs=available_cores() if self.jobs is None else self.jobs,
             select=fronts.Rule.parse(self.select),
+            student_offset=self.student_scaler_.transform(self.x_scaler_.mean),  # teacher's 0 to student's
         )  # fmt: skip
         return problem, tuner
 

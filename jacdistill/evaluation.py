@@ -62,6 +62,7 @@ def fit_and_score(
         "student_r2_val": result["student_r2_val"],
         "fidelity_r2_val": result["fidelity_r2_val"],
         "select": est.select,
+        "student_inputs": est.student_inputs,
         "front": front_records(est, data, split),
         **ground_truth(est, data, split),
         "student_rows": est.student_rows_,
@@ -145,7 +146,7 @@ def scores(est: FormulaEstimator, data: Dataset, split: Split) -> dict:
 def front_records(est: FormulaEstimator, data: Dataset, split: Split) -> list[dict]:
     """Each member of ``est``'s front, simplest first: its complexity, validation and test R²
     (against the truth) and, for a distiller, validation fidelity R²; the chosen one marked."""
-    X_test = est.x_scaler_.transform(data.X[split.test])
+    X_test = est.student_scaler_.transform(data.X[split.test])
     y_test = est.y_scaler_.transform(data.y[split.test][:, None])[:, 0]  # R² is scale-free
     fidelity = getattr(est, "front_fidelity_val_", [None] * len(est.front_members_))
     return [
@@ -162,17 +163,23 @@ def front_records(est: FormulaEstimator, data: Dataset, split: Split) -> list[di
 
 def ground_truth(est: FormulaEstimator, data: Dataset, split: Split) -> dict:
     """For a generated problem (``data.formula`` known): test R² against the noiseless target of
-    the student (and the teacher) and whether the chosen formula, in full precision, is a symbolic
-    solution (None: undecided within the time cap); nothing for other data."""
+    the student (and the teacher), and whether the chosen formula is a symbolic solution (None:
+    undecided within the time cap): ``solution`` for the formula shown (``est.formula_``, its
+    constants rounded where validation R² allows, as a user reads it), ``solution_full_precision``
+    for the same front member with every constant as fitted; nothing for other data."""
     if data.formula is None or data.y_true is None:
         return {}
     rows, truth = split.test, data.y_true[split.test]
     result = {"student_r2_test_true": r2(truth, est.predict(frame(data, rows)))}
     if isinstance(est, Distiller):
         result["teacher_r2_test_true"] = r2(truth, est.predict_teacher(frame(data, rows)))
-    candidate = groundtruth.as_truth_symbols(est.member_formula(est.chosen_), data.formula)
     columns = dict(zip(data.feature_names, data.X.T))
-    result["solution"] = groundtruth.symbolic_solution(candidate, data.formula, rows=columns)
+    for key, shown in (
+        ("solution", est.formula_),
+        ("solution_full_precision", est.member_formula(est.chosen_)),
+    ):
+        candidate = groundtruth.as_truth_symbols(shown, data.formula)
+        result[key] = groundtruth.symbolic_solution(candidate, data.formula, rows=columns)
     return result
 
 
@@ -183,12 +190,13 @@ def direct(
     seed: int,
     jobs: int | None = None,
     select: str = fronts.DEFAULT_RULE,
+    student_inputs: str = "standardized",
 ) -> dict:
     """The student fitted to the true targets of the training rows of ``seed``'s split, its
     formula selected from its front on the validation rows by ``select``, scored as a distilled
-    student is (the teacher's entries are None)."""
+    student is (the teacher's entries are None); ``student_inputs`` as for ``DirectRegressor``."""
     split = split_indices(len(data.y), seed)
-    est = DirectRegressor(student, student_options, seed, jobs, select).fit(
+    est = DirectRegressor(student, student_options, seed, jobs, select, student_inputs).fit(
         frame(data, split.train), data.y[split.train], frame(data, split.val), data.y[split.val]
     )
     result = scores(est, data, split)
@@ -203,6 +211,7 @@ def direct(
         "formula": formula.as_text(est.formula_, data.target_name, digits=6),
         "variables": formula.variables(est.formula_, data.target_name),
         "select": select,
+        "student_inputs": student_inputs,
         "front": front_records(est, data, split),
         **ground_truth(est, data, split),
     }

@@ -41,7 +41,7 @@ class Problem:
     y_train: np.ndarray
     X_val: np.ndarray
     y_val: np.ndarray
-    X_student: np.ndarray  # the inputs the student fits: training rows, plus augmentation
+    X_student: np.ndarray  # the rows the student fits (teacher's units): training rows, plus augmentation
     regularizer: Regularizer
     widths: tuple[int, ...]
     activation: str
@@ -54,6 +54,8 @@ class Problem:
     batch_teachers: bool = True  # train several candidates as one stack where the penalty allows
     jobs: int = 1  # cores a student fit may use
     select: fronts.Rule = fronts.Rule.parse(fronts.DEFAULT_RULE)  # which front member a fit gives
+    # the student's inputs are the teacher's plus this: 0 (standardized) or mean/std (scaled)
+    student_offset: np.ndarray | float = 0.0
 
     def train_teachers(
         self, schedules: Sequence[Schedule], seeds: Sequence[int] | None = None
@@ -100,7 +102,7 @@ class Problem:
         student = self.new_student(seed)
         student.jobs = self.jobs
         try:
-            student.fit(self.X_student, teacher.predict(model, self.X_student))
+            student.fit(self.X_student + self.student_offset, teacher.predict(model, self.X_student))
         except (ValueError, TypeError) as exc:  # most often an option value the student rejects
             raise JacdistillError(
                 f"student '{student.name}' failed to fit: {type(exc).__name__}: {exc}".splitlines()[0]
@@ -112,8 +114,9 @@ class Problem:
     def front(self, student: Student, model: nn.Module) -> tuple[list[Candidate], list[float], int]:
         """The fitted ``student``'s front on the rows it fitted (``model``'s labels), each
         member's validation R², and the member this problem's rule selects."""
-        members = fronts.front(student, self.X_student, teacher.predict(model, self.X_student))
-        scores = [r2(self.y_val, member.predict(self.X_val)) for member in members]
+        labels = teacher.predict(model, self.X_student)
+        members = fronts.front(student, self.X_student + self.student_offset, labels)
+        scores = [r2(self.y_val, member.predict(self.X_val + self.student_offset)) for member in members]
         return members, scores, self.select.choose([m.complexity for m in members], scores)
 
 

@@ -51,6 +51,7 @@ class SweepSpec:
     augment: float = 2.0
     jitter: float = 0.1
     select: str = fronts.DEFAULT_RULE  # which front member every arm's fit gives
+    student_inputs: str = "standardized"  # or "scaled", for every arm's student (Distiller's)
 
     def __post_init__(self):
         self._check_types()
@@ -92,6 +93,7 @@ class SweepSpec:
             "student_options": self.student_options.get(student, {}),
             "seed": seed,
             "select": self.select,
+            "student_inputs": self.student_inputs,
             **self.teacher,
             **changes,
         }
@@ -131,9 +133,11 @@ SETTING_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {  # setting ->
     "augment": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
     "jitter": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
     "select": (fronts.is_rule, "best, parsimony=TOL (TOL ≥ 0) or complexity=K (K ≥ 1)"),
+    "student_inputs": (lambda v: v in ("standardized", "scaled"), "standardized or scaled"),
 }
 TEACHER_SET_BY_SWEEP = ("regularizer", "regularizer_options", "tuner", "tuner_options", "lam", "student",
-                        "student_options", "seed", "augment", "jitter", "jobs", "select")  # fmt: skip
+                        "student_options", "seed", "augment", "jitter", "jobs", "select",
+                        "student_inputs")  # fmt: skip
 
 
 def check_settings(settings) -> None:
@@ -363,7 +367,10 @@ def _direct(unit: Unit) -> dict:
     from jacdistill import evaluation
 
     options = unit.spec.student_options.get(unit.student, {})
-    return evaluation.direct(unit.data, unit.student, options, unit.seed, unit.jobs, unit.spec.select)
+    spec = unit.spec
+    return evaluation.direct(
+        unit.data, unit.student, options, unit.seed, unit.jobs, spec.select, spec.student_inputs
+    )
 
 
 def _control(unit: Unit) -> dict:

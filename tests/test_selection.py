@@ -68,14 +68,15 @@ def yacht():
     return load_bundled("yacht")
 
 
+@pytest.mark.parametrize("inputs", ["standardized", "scaled"])
 @pytest.mark.parametrize("student", ["tree", "gplearn", "operon"])
-def test_displayed_formula_is_what_is_scored(yacht, student):
+def test_displayed_formula_is_what_is_scored(yacht, student, inputs):
     """The formula printed and written is the one whose predictions are scored: evaluating it on
     the test rows gives the recorded test R², and its validation R² is within 1e-3 of the chosen
-    member's in full precision."""
+    member's in full precision, whichever inputs the student fitted."""
     options = {"gplearn": {"generations": 5}, "operon": {"generations": 20}}.get(student, {})
     params = {"regularizer": "none", "lam": 0.0, "student": student, "student_options": options,
-              "epochs": 30, "seed": 1}  # fmt: skip
+              "epochs": 30, "seed": 1, "student_inputs": inputs}  # fmt: skip
     fitted = evaluation.fit_and_score(yacht, params)
     est, metrics = fitted.estimator, fitted.metrics
     split = evaluation.split_indices(len(yacht.y), 1)
@@ -91,7 +92,7 @@ def test_displayed_formula_is_what_is_scored(yacht, student):
     assert [m["complexity"] for m in front] == sorted({m["complexity"] for m in front})
     assert [m["chosen"] for m in front].count(True) == 1
     assert front[est.chosen_]["complexity"] == metrics["complexity"] == est.complexity_
-    assert metrics["select"] == "parsimony=0.01"
+    assert metrics["select"] == "parsimony=0.01" and metrics["student_inputs"] == inputs
 
 
 def test_select_best_never_scores_below_parsimony_on_validation(yacht):
@@ -161,3 +162,16 @@ def test_generated_problems_record_ground_truth():
     direct = evaluation.direct(data, "operon", {"generations": 30}, 0)
     assert "teacher_r2_test_true" not in direct and not math.isnan(direct["student_r2_test_true"])
     assert load_bundled("yacht").formula is None  # real data: nothing to record
+
+
+@pytest.mark.parametrize("inputs,solved", [("scaled", True), ("standardized", False)])
+def test_scaled_students_recover_a_monomial_that_centring_hides(inputs, solved):
+    """U = k·x²/2 is a monomial over x / std but a product of affine factors over centred inputs
+    (benchmarks/student_inputs.py): Operon, direct and distilled from a teacher, recovers it from
+    scaled inputs and not from standardized ones (seed 0, one thread: the same fit every time)."""
+    data = load_spec("feynman:I.14.4?n=1000&noise=0")
+    direct = evaluation.direct(data, "operon", {}, 0, jobs=1, student_inputs=inputs)
+    params = {"student": "operon", "lam": 0.0, "epochs": 300, "jobs": 1, "student_inputs": inputs}
+    distilled = evaluation.fit_and_score(data, params).metrics
+    assert direct["solution"] is solved and distilled["solution"] is solved
+    assert direct["student_r2_test_true"] > 0.99 and distilled["student_r2_test_true"] > 0.99  # both accurate

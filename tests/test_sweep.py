@@ -190,6 +190,7 @@ def test_sweep_json_from_before_a_new_setting_still_resumes(local_sweep, tmp_pat
         (["--seeds", "a,b"], "comma-separated"),
         (["--config", "missing.toml"], "cannot read config"),
         (["--select", "parsimony=-1"], "'select' must be best, parsimony=TOL"),
+        (["--student-inputs", "centred"], "'centred' is not one of 'standardized', 'scaled'"),
     ],
 )
 def test_bad_sweep_input_is_one_line_exit_2(tmp_path, args, expected):
@@ -250,7 +251,7 @@ def test_control_candidates_share_the_units_split(local_sweep):
     assert control["student_r2_val"] == pytest.approx(best["student_r2_val"], rel=1e-6)
 
 
-def test_select_applies_to_every_arm(tmp_path):
+def test_select_and_student_inputs_apply_to_every_arm(tmp_path):
     out = tmp_path / "sel"
     proc = jd(
         "sweep",
@@ -259,6 +260,8 @@ def test_select_applies_to_every_arm(tmp_path):
         "direct,baseline",
         "--select",
         "complexity=3",
+        "--student-inputs",
+        "scaled",
         "--out",
         str(out),
         cwd=tmp_path,
@@ -268,4 +271,5 @@ def test_select_applies_to_every_arm(tmp_path):
     assert len(trials) == 2
     for trial in trials:
         assert trial["select"] == "complexity=3" and trial["complexity"] <= 3
+        assert trial["student_inputs"] == "scaled"
         assert [m["complexity"] <= 3 for m in trial["front"] if m["chosen"]] == [True]

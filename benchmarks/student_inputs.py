@@ -1,11 +1,11 @@
 """Why does no student recover a Feynman formula? What centring the inputs does to a formula.
 
-Students are fitted on standardized inputs ((x − mean) / std); a monomial such as k·x²/2 becomes a
+Students are fitted on standardized inputs ((x − mean) / std) by default; a monomial such as k·x²/2 becomes a
 product of affine factors there: longer, so a length-penalized choice passes it over, and even when
 found, its fitted constants do not round back to the truth's in the raw variables. This fits
 Operon (its defaults) to one generated problem's rows three ways, raw, scaled only (x / std) and
 standardized, and prints each expression and whether it is a symbolic solution of the truth in
-the raw variables:
+the raw variables. What it found is why ``student_inputs="scaled"`` exists:
 
     python benchmarks/student_inputs.py [--spec feynman:I.14.4?n=1000&noise=0] [--seeds 0,1]
 """

@@ -168,6 +168,13 @@ def _cell(block: dict | None) -> str:
     )
 
 
+def _rate(rate: dict) -> str:
+    if rate["rate"] is None:
+        return "n/a"
+    low, high = rate["ci"]
+    return f"{rate['solved']} / {rate['decided']}, {rate['rate']:.2f} [{low:.2f}, {high:.2f}]"
+
+
 def _capped_rows(summary: dict) -> list[str]:
     """At each complexity cap: regularized against baseline and control (test R² of the best
     front member within the cap)."""
@@ -209,18 +216,17 @@ def markdown(summary: dict) -> str:
     if truth:
         lines += ["", "## Symbolic solution rate (ground-truth problems)", ""]
         lines += [
-            "| config | student | arm | solved / decided | rate | 95 % interval |",
-            "|---|---|---|---|---|---|",
+            "The formula shown (constants rounded as far as validation R² allows) and the same "
+            "formula with its constants as fitted; solved / decided, rate [Wilson 95 % interval].",
+            "",
+            "| config | student | arm | shown | full precision |",
+            "|---|---|---|---|---|",
         ]
         for row in truth:
             for student, block in row["ground_truth"]["students"].items():
                 for arm, rate in block["solution_rate"].items():
-                    interval = "n/a" if rate["ci"] is None else f"{rate['ci'][0]:.2f}–{rate['ci'][1]:.2f}"
-                    shown = "n/a" if rate["rate"] is None else f"{rate['rate']:.2f}"
-                    lines.append(
-                        f"| {row['config']} | {student} | {arm} | {rate['solved']} / {rate['decided']} | "
-                        f"{shown} | {interval} |"
-                    )
+                    full = block["solution_rate_full_precision"][arm]
+                    lines.append(f"| {row['config']} | {student} | {arm} | {_rate(rate)} | {_rate(full)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -362,6 +362,21 @@ def test_ground_truth_block_rates_and_comparisons(tmp_path):
     assert out["ground_truth"]["students"]["operon"]["solution_rate"]["baseline"]["rate"] == 0.25
 
 
+def test_full_precision_solutions_are_rated_beside_the_shown_ones(tmp_path):
+    # 4 seeds: the shown formula solves 3, its unrounded constants 1; older trials lack the key
+    trials = [gt_trial("feynman-I.12.1-n100", "direct", s, s < 3, 0.9, solution_full_precision=s == 0)
+              for s in range(4)]  # fmt: skip
+    trials += [gt_trial("feynman-I.12.1-n100", "direct", s, True, 0.9) for s in (4, 5)]
+    assert solution_rate(trials, "solution_full_precision")["n_trials"] == 4
+    write(tmp_path, trials)
+    block = aggregate(load_trials(tmp_path))["ground_truth"]["students"]["operon"]
+    assert (block["solution_rate"]["direct"]["solved"], block["solution_rate"]["direct"]["decided"]) == (5, 6)
+    full = block["solution_rate_full_precision"]["direct"]
+    assert (full["solved"], full["decided"], full["rate"]) == (1, 4, 0.25)
+    text = report.write_report(tmp_path).read_text()
+    assert re.search(r"\| +operon \| +direct \| +6 \| +5/6 \| .*\| 25 % \(1/4\) \[", text)
+
+
 def test_real_data_sweep_has_no_ground_truth(tmp_path):
     write(tmp_path, paired({"a": [0.01, 0.02, 0.03]}))
     assert aggregate(load_trials(tmp_path))["ground_truth"] is None

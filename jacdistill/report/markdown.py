@@ -208,6 +208,10 @@ def _rate(r: dict) -> str:
     )
 
 
+def _interval(r: dict) -> str:
+    return "n/a" if r["ci"] is None else f"[{_share(r['ci'][0])}, {_share(r['ci'][1])}]"
+
+
 def _ground_truth_lines(gt: dict | None) -> list[str]:
     """The ground-truth section: solution rates per student and arm, per noise level and n, and the
     paired comparisons against the noiseless target; nothing without generated problems."""
@@ -222,10 +226,12 @@ def _ground_truth_lines(gt: dict | None) -> list[str]:
             "solved / decided": f"{r['solved']}/{r['decided']}",
             "undecided": str(r["undecided"]),
             "rate": _share(r["rate"]),
-            f"{CI} (Wilson)": "n/a" if r["ci"] is None else f"[{_share(r['ci'][0])}, {_share(r['ci'][1])}]",
+            f"{CI} (Wilson)": _interval(r),
+            "full precision": _rate(full) + f" {_interval(full)}" if full["n_trials"] else "–",
         }
         for student, s in students.items()
         for arm, r in s["solution_rate"].items()
+        for full in [s["solution_rate_full_precision"][arm]]
     ]
     arms = ordered_arms(arm for s in students.values() for arm in s["solution_rate"])
     size_rows = [
@@ -249,8 +255,10 @@ def _ground_truth_lines(gt: dict | None) -> list[str]:
         "",
         f"{_count(gt['n_trials'], 'trial')} on generated problems with a known formula "
         f"({', '.join(gt['datasets'])}). Solved: the chosen formula is a symbolic solution of the "
-        "true one (SRBench's test). Rate: solved / decided, with a Wilson score interval; undecided "
-        "trials (the test ran out of time) are counted but left out of the rate.",
+        "true one (SRBench's test), as shown (constants rounded as far as validation R² allows); full "
+        "precision: the same formula with its constants as fitted. Rate: solved / decided, with a "
+        "Wilson score interval; undecided trials (the test ran out of time) are counted but left out "
+        "of the rate.",
         "",
         _table(rate_rows),
         "",

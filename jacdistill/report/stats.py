@@ -278,17 +278,19 @@ def wilson_interval(solved: int, decided: int, level: float = LEVEL) -> list[flo
     return [0.0 if solved == 0 else centre - half, 1.0 if solved == decided else centre + half]
 
 
-def solution_rate(trials: list[dict]) -> dict:
-    """Of trials that record ``solution``: ``solved`` (True), ``decided`` (True or False),
-    ``undecided`` (None: out of time, left out of the rate), ``n_trials``, ``rate`` = solved /
-    decided (None with none decided) and its Wilson ``ci``."""
-    solved = sum(t["solution"] is True for t in trials)
-    decided = solved + sum(t["solution"] is False for t in trials)
+def solution_rate(trials: list[dict], key: str = "solution") -> dict:
+    """Of the trials that record ``key`` (``solution``: the formula shown;
+    ``solution_full_precision``: its constants as fitted): ``solved`` (True), ``decided`` (True or
+    False), ``undecided`` (None: out of time, left out of the rate), ``n_trials``, ``rate`` =
+    solved / decided (None with none decided) and its Wilson ``ci``."""
+    recorded = [t[key] for t in trials if key in t]
+    solved = sum(v is True for v in recorded)
+    decided = solved + sum(v is False for v in recorded)
     return {
         "solved": solved,
         "decided": decided,
-        "undecided": len(trials) - decided,
-        "n_trials": len(trials),
+        "undecided": len(recorded) - decided,
+        "n_trials": len(recorded),
         "rate": solved / decided if decided else None,
         "ci": wilson_interval(solved, decided),
     }
@@ -310,7 +312,8 @@ def problem_size(dataset: str) -> dict:
 
 def ground_truth(trials: list[dict]) -> dict | None:
     """Per student, over the trials that record ``solution`` (generated problems): per arm the
-    :func:`solution_rate` (``solution_rate``), the same per noise level and n (``by_problem``, one
+    :func:`solution_rate` (``solution_rate``; ``solution_rate_full_precision``: of the unrounded
+    formulas, over the trials that record it), the same per noise level and n (``by_problem``, one
     row per pair the names carry, see :func:`problem_size`), and per treatment arm (``comparisons``)
     its ``vs_baseline``, ``vs_direct``, ``vs_control`` blocks as :func:`compare` makes them from the
     student's test R² against the noiseless target. None when no trial records ``solution``."""
@@ -326,6 +329,9 @@ def ground_truth(trials: list[dict]) -> dict | None:
             groups.setdefault(tuple(problem_size(t["dataset"]).values()), []).append(t)
         students[student] = {
             "solution_rate": {arm: solution_rate(ts) for arm, ts in by_arm.items()},
+            "solution_rate_full_precision": {
+                arm: solution_rate(ts, "solution_full_precision") for arm, ts in by_arm.items()
+            },
             "by_problem": [
                 {
                     "noise": noise,

@@ -111,9 +111,13 @@ def run(config: Config, workers: int = 2) -> None:
     label = f"{config.part}/{config.name}"
     started, units = time.perf_counter(), len(sweeps.pending(config.path, spec))
     print(f"{label}: {units} units to run", flush=True)
-    ran = sweeps.execute(
-        spec, config.path, workers=workers, on_done=lambda n: print(f"  {label}: {n}", flush=True)
-    )
+    try:
+        ran = sweeps.execute(
+            spec, config.path, workers=workers, on_done=lambda n: print(f"  {label}: {n}", flush=True)
+        )
+    except sweeps.UnitsFailed as failure:  # the next configuration still runs; a rerun retries these
+        print(f"{label}: {failure}", flush=True)
+        return
     print(f"{label}: {ran} trials in {time.perf_counter() - started:.0f} s", flush=True)
 
 

@@ -836,6 +836,9 @@ def sweep(
             err=True,
         )
         sys.exit(128 + stop.signum)
+    except sweeps.UnitsFailed as failure:  # not bad input (exit 2): the sweep ran, some units did not
+        click.echo(f"sweep: {failure}", err=True)
+        sys.exit(1)
     click.echo(
         f"sweep: {ran} trials run, {total - todo} already finished, {total} in all, "
         f"{time.perf_counter() - started:.0f} s; report: jacdistill report {out}"

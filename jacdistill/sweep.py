@@ -13,7 +13,9 @@ Arms, all on the same seeded 70/15/15 split of a (dataset, seed):
 
 Work is split into units (dataset, student, seed) that run their arms in order; every finished
 trial is written atomically to ``trials/<dataset>__<student>__<arm>__seed<seed>.json``, and a
-rerun skips what is there, so a crash or kill loses only the trials in flight.
+rerun skips what is there, so a crash or kill loses only the trials in flight. A unit that raises
+does not stop the others: its traceback goes to ``failures.log`` and, once the rest have run,
+:class:`UnitsFailed` says how many failed (a rerun retries them).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -422,19 +425,42 @@ def execute(
     if executor not in ("local", "dask"):
         raise JacdistillError(f"unknown executor '{executor}'; executors: local, dask")
     units = pending(sweep_dir, spec)
-    ran = 0
+    log = Path(sweep_dir) / "failures.log"
+    log.unlink(missing_ok=True)  # an earlier run's: its units are pending again
+    ran, failures, tracebacks = 0, [], []
 
     def done(trials: int) -> None:
         nonlocal ran
         ran += trials
         on_done(ran)
 
+    def failed(unit: tuple[str, str, int], exc: Exception) -> None:
+        failures.append((unit, f"{type(exc).__name__}: {exc}".splitlines()[0]))
+        tracebacks.append(f"unit {unit}\n" + "".join(traceback.format_exception(exc)))
+        storage.write_text(log, "\n".join(tracebacks))
+
     with _stopping_on_signals():
         if executor == "local":
-            _run_local(spec, sweep_dir, units, workers, done)
+            _run_local(spec, sweep_dir, units, workers, done, failed)
         else:
-            _run_dask(spec, sweep_dir, units, workers, scheduler, done)
+            _run_dask(spec, sweep_dir, units, workers, scheduler, done, failed)
+    if failures:
+        raise UnitsFailed(failures, len(units), log)
     return ran
+
+
+class UnitsFailed(Exception):
+    """Units that raised while the others ran: ``failures`` holds (unit, one-line reason); their
+    tracebacks are in ``log``."""
+
+    def __init__(self, failures: list[tuple[tuple[str, str, int], str]], total: int, log: Path):
+        (dataset, student, seed), reason = failures[0]
+        super().__init__(
+            f"{len(failures)} of {total} units failed, the first (dataset '{dataset}', student "
+            f"'{student}', seed {seed}) with {reason}; their trials are missing (a rerun retries them); "
+            f"tracebacks in {log}"
+        )
+        self.failures = failures
 
 
 class Stopped(BaseException):
@@ -472,22 +498,35 @@ def _stopping_on_signals():
                 signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
-def _run_local(spec: SweepSpec, sweep_dir: Path, units: list, workers: int, done: Callable) -> None:
+def _run_local(
+    spec: SweepSpec, sweep_dir: Path, units: list, workers: int, done: Callable, failed: Callable
+) -> None:
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_started)
     try:
-        futures = [
-            pool.submit(run_unit, spec, str(sweep_dir), unit, jobs_per_worker(workers)) for unit in units
-        ]
+        futures = {
+            pool.submit(run_unit, spec, str(sweep_dir), unit, jobs_per_worker(workers)): unit
+            for unit in units
+        }
         for future in as_completed(futures):
-            done(future.result())
+            _settle(future, futures[future], done, failed)
     except BaseException:
         for process in list(pool._processes.values()):  # no public way to stop them before Python 3.14
             process.kill()
         raise
     finally:
         pool.shutdown(cancel_futures=True)
+
+
+def _settle(future, unit: tuple[str, str, int], done: Callable, failed: Callable) -> None:
+    """Pass a finished unit's trial count to ``done``, or what it raised to ``failed``."""
+    try:
+        trials = future.result()
+    except Exception as exc:  # noqa: BLE001 - whatever a unit raises, the others go on
+        failed(unit, exc)
+    else:
+        done(trials)
 
 
 def _worker_started() -> None:
@@ -525,7 +564,13 @@ SCHEDULER_TIMEOUT = 5  # seconds to reach a --scheduler; Dask's own default is 3
 
 
 def _run_dask(
-    spec: SweepSpec, sweep_dir: Path, units: list, workers: int, scheduler: str | None, done: Callable
+    spec: SweepSpec,
+    sweep_dir: Path,
+    units: list,
+    workers: int,
+    scheduler: str | None,
+    done: Callable,
+    failed: Callable,
 ) -> None:
     """On a LocalCluster, closed on the way out, which kills its workers; a --scheduler's workers
     finish the units they were running (Dask cannot stop a running task), and the next run skips
@@ -556,14 +601,14 @@ def _run_dask(
             client = Client(cluster)
         with client:
             jobs = 1 if scheduler else jobs_per_worker(workers)  # a remote cluster's cores are its own
-            futures = [
-                client.submit(run_unit, spec, str(sweep_dir), unit, jobs, pure=False) for unit in units
-            ]
+            futures = {
+                client.submit(run_unit, spec, str(sweep_dir), unit, jobs, pure=False): unit for unit in units
+            }
             try:
                 for future in as_completed(futures):
-                    done(future.result())
+                    _settle(future, futures[future], done, failed)
             finally:
-                client.cancel(futures)
+                client.cancel(list(futures))
     finally:
         if cluster is not None:
             cluster.close()

@@ -273,3 +273,29 @@ def test_select_and_student_inputs_apply_to_every_arm(tmp_path):
         assert trial["select"] == "complexity=3" and trial["complexity"] <= 3
         assert trial["student_inputs"] == "scaled"
         assert [m["complexity"] <= 3 for m in trial["front"] if m["chosen"]] == [True]
+
+
+@pytest.mark.parametrize("executor", ["local", "dask"])
+def test_a_failing_unit_leaves_the_others_to_finish(tmp_path, executor):
+    from jacdistill import sweep as sweeps
+    from jacdistill.data import load_bundled
+
+    data_file = tmp_path / "later.csv"  # gone while the sweep runs: its unit fails in the worker
+    spec = sweeps.SweepSpec(
+        datasets=("yacht", str(data_file)), students=("tree",), seeds=(0,), arms=("direct",)
+    )
+    out = tmp_path / "s"
+    sweeps.prepare(out, spec)
+    with pytest.raises(
+        sweeps.UnitsFailed,
+        match=r"^1 of 2 units failed, the first \(dataset '.*later.csv', student 'tree', seed 0\) with ",
+    ) as err:
+        sweeps.execute(spec, out, executor, workers=1)
+    assert len(err.value.failures) == 1 and len(trials(out)) == 1  # yacht's trial was written
+    log = (out / "failures.log").read_text()
+    assert "later.csv" in log and "Traceback" in log
+    yacht = load_bundled("yacht")
+    rows = [",".join(map(str, [*x, y])) for x, y in zip(yacht.X, yacht.y)]
+    data_file.write_text("\n".join([",".join([*yacht.feature_names, yacht.target_name]), *rows]) + "\n")
+    assert sweeps.execute(spec, out, executor, workers=1) == 1  # the rerun retries only that unit
+    assert len(trials(out)) == 2 and not (out / "failures.log").exists()

@@ -31,8 +31,9 @@ from jacdistill import groundtruth
 from jacdistill.benchmarks import harness
 from jacdistill.contracts import count_nodes, variables
 from jacdistill.data import bundled_datasets, load_bundled, load_spec, split_indices
-from jacdistill.estimator import STUDENT_INPUTS, DirectRegressor
+from jacdistill.estimator import DirectRegressor
 from jacdistill.metrics import r2
+from jacdistill.options import STUDENT_INPUTS
 from jacdistill.registry import registry
 from jacdistill.tables import markdown_table
 

@@ -12,7 +12,7 @@ import warnings
 import click
 
 from jacdistill import __version__
-from jacdistill.options import JacdistillError, parse_key_values
+from jacdistill.options import STUDENT_INPUTS, JacdistillError, parse_key_values
 from jacdistill.trials import ARMS, DEFAULT_SEEDS, DEFAULT_STUDENTS
 
 DEFAULT_DATASET = "airfoil"
@@ -376,7 +376,7 @@ PROBLEM_OPTIONS = [  # what defines one distillation problem; shared by run and 
     click.option(
         "--student-inputs",
         cls=DistillerOption,
-        type=click.Choice(["standardized", "scaled"]),
+        type=click.Choice(STUDENT_INPUTS),
         help="What the student fits: the teacher's standardized inputs, or the inputs scaled to "
         "unit variance but not centred (a monomial such as k*x**2 stays one).",
     ),
@@ -746,7 +746,7 @@ def split_list(value: str | None, cast=str) -> tuple | None:
 )
 @click.option(
     "--student-inputs",
-    type=click.Choice(["standardized", "scaled"]),
+    type=click.Choice(STUDENT_INPUTS),
     help="What every arm's student fits: standardized inputs, or inputs scaled but not centred "
     "(default: standardized).",
 )

@@ -33,6 +33,7 @@ from jacdistill.contracts import Candidate, Regularizer, Student
 from jacdistill.data import SPLIT, Standardizer, split_indices
 from jacdistill.metrics import r2
 from jacdistill.options import (
+    STUDENT_INPUTS,
     Boolean,
     Interval,
     JacdistillError,
@@ -49,9 +50,6 @@ from jacdistill.search import Problem, Progress, Search, Trial, Tuner
 def available_cores() -> int:
     """The cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-STUDENT_INPUTS = ("standardized", "scaled")
 
 
 class FormulaEstimator(RegressorMixin, BaseEstimator):
@@ -158,7 +156,7 @@ class DirectRegressor(FormulaEstimator):
         """Fit on (X, y); the front member is selected on (``X_val``, ``y_val``) if given, else
         on the training rows."""
         rule = fronts.Rule.parse(self.select)
-        if self.student_inputs not in STUDENT_INPUTS:
+        if not OneOf(*STUDENT_INPUTS).accepts(self.student_inputs):
             raise JacdistillError(
                 f"student_inputs must be one of {', '.join(STUDENT_INPUTS)}, got {self.student_inputs!r}"
             )

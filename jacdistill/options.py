@@ -9,6 +9,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+# What a student may fit (the estimators' ``student_inputs``): the teacher's standardized inputs, or
+# inputs scaled to unit variance but not centred; here so that the CLI and sweeps check it unloaded.
+STUDENT_INPUTS = ("standardized", "scaled")
+
 
 class JacdistillError(Exception):
     """An error the user can fix (bad input, unknown plugin, unavailable tool): one line, exit 2."""

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from jacdistill import fronts, storage
 from jacdistill.data import Dataset, spec_name
-from jacdistill.options import JacdistillError
+from jacdistill.options import STUDENT_INPUTS, JacdistillError
 from jacdistill.trials import ARMS, DEFAULT_SEEDS, DEFAULT_STUDENTS, trial_path
 
 
@@ -136,7 +136,7 @@ SETTING_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {  # setting ->
     "augment": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
     "jitter": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
     "select": (fronts.is_rule, "best, parsimony=TOL (TOL ≥ 0) or complexity=K (K ≥ 1)"),
-    "student_inputs": (lambda v: v in ("standardized", "scaled"), "standardized or scaled"),
+    "student_inputs": (lambda v: v in STUDENT_INPUTS, " or ".join(STUDENT_INPUTS)),
 }
 TEACHER_SET_BY_SWEEP = ("regularizer", "regularizer_options", "tuner", "tuner_options", "lam", "student",
                         "student_options", "seed", "augment", "jitter", "jobs", "select",

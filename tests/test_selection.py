@@ -164,6 +164,13 @@ def test_generated_problems_record_ground_truth():
     assert load_bundled("yacht").formula is None  # real data: nothing to record
 
 
+def test_unknown_student_inputs_are_refused_before_fitting(yacht):
+    with pytest.raises(JacdistillError, match="student_inputs must be one of standardized, scaled"):
+        DirectRegressor("tree", student_inputs="centred").fit(yacht.X, yacht.y)
+    with pytest.raises(JacdistillError, match="student_inputs must be one of 'standardized', 'scaled'"):
+        Distiller(student_inputs=None).resolve_plugins()
+
+
 @pytest.mark.parametrize("inputs,solved", [("scaled", True), ("standardized", False)])
 def test_scaled_students_recover_a_monomial_that_centring_hides(inputs, solved):
     """U = k·x²/2 is a monomial over x / std but a product of affine factors over centred inputs

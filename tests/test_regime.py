@@ -4,6 +4,7 @@ it stops early (``patience=None``: never, all the epochs run). ``keep="last"`` w
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -255,3 +256,23 @@ def test_cli_rejects_a_bad_regime_in_one_line(tmp_path, flag, value, fragment):
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: ") and flag in lines[0] and fragment in lines[0], proc.stderr
     assert not list(tmp_path.iterdir())  # refused before any run directory
+
+
+def test_teacher_regime_roughness_matches_finite_differences():
+    """benchmarks/teacher_regime.py's roughness, mean ‖∂f/∂x‖²_F over rows, against central
+    differences of the same MLP in float64 (step 1e-5: truncation and rounding errors ~1e-10)."""
+    from jacdistill.benchmarks.teacher_regime import roughness
+
+    torch.manual_seed(0)
+    model = teacher.MLP(3, (16, 8), 1, "silu")
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    exact = copy.deepcopy(model).double()
+    step, grads = 1e-5, np.zeros_like(X)
+    with torch.no_grad():
+        for j in range(X.shape[1]):
+            shift = np.zeros(X.shape[1])
+            shift[j] = step
+            ahead, behind = (exact(torch.as_tensor(X + s)).numpy()[:, 0] for s in (shift, -shift))
+            grads[:, j] = (ahead - behind) / (2 * step)
+    assert roughness(model, X) == pytest.approx(float(np.mean(np.sum(grads**2, axis=1))), rel=1e-8)
+    assert roughness(model, X) > 0

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import sympy
 import torch
+from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.precedence import precedence
 from torch import nn
 
 from jacdistill.options import PluginOptions
@@ -183,9 +185,37 @@ def _select(condlist, choicelist, default=0.0):
     return np.select([np.asarray(c, dtype=bool) for c in condlist], choicelist, default)
 
 
+class _NumPyPrinter(NumPyPrinter):
+    """Prints ``c*exp(a)*…`` with a float ``c`` as ``±exp(a + log|c|)*…``. sympy takes a float
+    term out of an exponential's argument (``exp(0.44*t - 884.3)`` becomes
+    ``4.6e-385*exp(0.44*t)``), a product whose factors lie beyond float64 where their value
+    does not: evaluated as written it gives 0·∞ = NaN."""
+
+    def _print_Mul(self, expr):
+        coeff, rest = expr.as_coeff_Mul()
+        factors = sympy.Mul.make_args(rest)
+        exponential = next((f for f in factors if isinstance(f, sympy.exp)), None)
+        if not isinstance(coeff, sympy.Float) or coeff == 0 or exponential is None:
+            return super()._print_Mul(expr)
+        shift = sympy.log(abs(coeff))  # evaluated by sympy: the float may be out of float64's range
+        argument = f"{self._print(exponential.args[0])} + ({self._print(shift)})"
+        folded = f"{self._module_format('numpy.exp')}({argument})"
+        others = [self.parenthesize(f, precedence(expr)) for f in factors if f is not exponential]
+        return ("-" if coeff < 0 else "") + "*".join([folded, *others])
+
+
 def numpy_function(args: list[sympy.Symbol], expr: sympy.Expr) -> Callable:
-    """``sympy.lambdify(args, expr)`` over numpy, for every Piecewise a student's formula can hold."""
-    return sympy.lambdify(args, expr, [{"select": _select}, "numpy"])
+    """``sympy.lambdify(args, expr)`` over numpy, for every Piecewise a student's formula can hold,
+    and for float factors of exponentials beyond float64 (:class:`_NumPyPrinter`)."""
+    printer = _NumPyPrinter(  # the settings lambdify gives its own numpy printer
+        {
+            "fully_qualified_modules": False,
+            "inline": True,
+            "allow_unknown_functions": True,
+            "user_functions": {"select": "select"},
+        }
+    )
+    return sympy.lambdify(args, expr, [{"select": _select}, "numpy"], printer=printer)
 
 
 def variables(n_features: int) -> list[sympy.Symbol]:

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import sympy
 
-from jacdistill import Distiller, evaluation, formula, pipeline
-from jacdistill.data import from_frame, load_file, split_indices
+from jacdistill import Distiller, contracts, evaluation, formula, pipeline
+from jacdistill.data import Standardizer, from_frame, load_file, split_indices
 from jacdistill.metrics import r2
 
 JACDISTILL = Path(sys.executable).with_name("jacdistill")
@@ -101,6 +101,22 @@ def test_evaluate_accepts_any_column_names(tmp_path):
     expected = np.sin(X[:, 0]) + np.exp(X[:, 1]) * X[:, 2] - X[:, 3]
     np.testing.assert_allclose(formula.evaluate(expr, names, X), expected, rtol=1e-12)
     assert not (tmp_path / "ran").exists()
+
+
+def test_exponentials_of_shifted_inputs_evaluate_where_their_constant_leaves_float64():
+    # A student's exp(0.44·x) over a standardized transaction date (mean 2013, std 0.28), in data
+    # units: sympy writes it c·exp(1.57·t) with c ≈ 1e-1373 (0 in float64) and exp(1.57·t) ≈ 1e1373
+    # (inf), a NaN in float64 though every value of the formula is near 1.
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.uniform(2012.6, 2013.6, 50), rng.normal(size=50)])
+    scaler = Standardizer.fit(X)
+    x0, x1 = contracts.variables(2)
+    standardized = -0.7 * sympy.exp(0.44 * x0) * sympy.cos(x1) + 1.3 * sympy.exp(-0.2 * x0 + x1)
+    expr = formula.to_original_units(standardized, scaler, Standardizer(np.zeros(1), np.ones(1)), ["t", "u"])
+    assert any(abs(f) < 1e-308 for f in expr.atoms(sympy.Float))  # the case: a constant beyond float64
+    Z = scaler.transform(X)  # the reference: the same formula in float64, on standardized inputs
+    expected = -0.7 * np.exp(0.44 * Z[:, 0]) * np.cos(Z[:, 1]) + 1.3 * np.exp(-0.2 * Z[:, 0] + Z[:, 1])
+    np.testing.assert_allclose(formula.evaluate(expr, ["t", "u"], X), expected, rtol=1e-9)
 
 
 # ------------------------------------------------------------- fitted, written and read back

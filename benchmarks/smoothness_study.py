@@ -158,35 +158,24 @@ def summarize() -> dict:
                 }
             )
         if agg["ground_truth"]:
-            truth = {"ground_truth": agg["ground_truth"], "by_equation": _solutions_by_equation(trials)}
-            rows.append({"part": config.part, "config": config.name, **truth})
+            rows.append({"part": config.part, "config": config.name, "ground_truth": agg["ground_truth"]})
     return {"seeds": list(SEEDS), "epochs": EPOCHS, "plan": [c.name for c in PLAN], "rows": rows}
-
-
-def _solutions_by_equation(trials: list[dict]) -> dict:
-    """Per equation (over its noise levels, sizes and seeds) and arm: trials solved as shown and
-    in full precision, of those decided."""
-    counts: dict = {}
-    for trial in trials:
-        equation = trial["dataset"].removeprefix("feynman-").split("-")[0]  # feynman-I.6.2-n100-noise0.1
-        cell = counts.setdefault(equation, {}).setdefault(trial["arm"], {"shown": 0, "full": 0, "decided": 0})
-        cell["shown"] += trial.get("solution") is True
-        cell["full"] += trial.get("solution_full_precision") is True
-        cell["decided"] += trial.get("solution") is not None
-    return {eq: counts[eq] for eq in EQUATIONS if eq in counts}
 
 
 def _equation_rows(summary: dict) -> list[str]:
     lines = []
-    for row in summary["rows"]:
-        for equation, arms in row.get("by_equation", {}).items():
-            cells = " | ".join(
-                f"{arms[arm]['shown']} / {arms[arm]['full']} of {arms[arm]['decided']}"
-                if arm in arms
-                else "n/a"
-                for arm in ("direct", *TEACHER_ARMS)
-            )
-            lines.append(f"| {row['config']} | {equation} | {cells} |")
+    for row in (r for r in summary["rows"] if "ground_truth" in r):
+        for student, block in row["ground_truth"]["students"].items():
+            for entry in block["by_equation"]:
+                shown, full = entry["arms"], entry["arms_full_precision"]
+                cells = " | ".join(
+                    f"{shown[arm]['solved']} / {full[arm]['solved']} of {shown[arm]['decided']}"
+                    if arm in shown
+                    else "n/a"
+                    for arm in ("direct", *TEACHER_ARMS)
+                )
+                equation = entry["equation"].removeprefix("feynman-")
+                lines.append(f"| {row['config']} | {student} | {equation} | {cells} |")
     return lines
 
 
@@ -265,7 +254,10 @@ def markdown(summary: dict) -> str:
             "of the trials decided.",
             "",
         ]
-        lines += ["| config | equation | direct | " + " | ".join(TEACHER_ARMS) + " |", "|---" * 6 + "|"]
+        lines += [
+            "| config | student | equation | direct | " + " | ".join(TEACHER_ARMS) + " |",
+            "|---" * 7 + "|",
+        ]
         lines += _equation_rows(summary)
     return "\n".join(lines) + "\n"
 

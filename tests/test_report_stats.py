@@ -22,6 +22,7 @@ from jacdistill.report.stats import (
     aggregate,
     bootstrap_ci,
     compare,
+    problem_equation,
     problem_size,
     solution_rate,
     wilson_interval,
@@ -305,6 +306,17 @@ def test_undecided_trials_are_counted_but_left_out_of_the_rate():
     assert solution_rate([{"solution": None}])["rate"] is None
 
 
+def test_problem_equation_drops_size_noise_and_seed():
+    assert problem_equation("feynman-I.6.2-n100-noise0.1") == "feynman-I.6.2"
+    assert problem_equation("feynman-II.11.27-noise1e-05-seed3") == "feynman-II.11.27"
+    assert problem_equation("feynman-I.6.2") == "feynman-I.6.2"
+    assert problem_equation("x-nice-noisy-n12a") == "x-nice-noisy-n12a"
+
+
+def _solved(rate: dict) -> tuple[int, int]:
+    return rate["solved"], rate["decided"]
+
+
 def test_problem_size_from_the_name():
     assert problem_size("feynman-I.6.2-n100-noise0.1") == {"noise": 0.1, "n": 100}
     assert problem_size("feynman-I.6.2-n100-noise1e-05-seed3") == {"noise": 1e-05, "n": 100}
@@ -324,7 +336,8 @@ def test_ground_truth_block_rates_and_comparisons(tmp_path):
     trials = []
     for i, ds in enumerate(datasets):
         for seed in range(4):
-            trials.append(gt_trial(ds, "baseline", seed, seed == 0, 0.9 + 0.01 * seed))
+            full = {"solution_full_precision": seed == 1}  # baseline only: the regularized do not record it
+            trials.append(gt_trial(ds, "baseline", seed, seed == 0, 0.9 + 0.01 * seed, **full))
             solved = None if (i, seed) == (0, 3) else seed < 3
             trials.append(gt_trial(ds, "regularized", seed, solved, 0.92 + 0.01 * seed))
     trials += paired({"real": [0.01] * 4})  # a real data set: no ground truth
@@ -347,6 +360,12 @@ def test_ground_truth_block_rates_and_comparisons(tmp_path):
     assert list(by) == [(0.0, 100), (0.1, 100)]
     assert by[0.0, 100]["regularized"]["rate"] == pytest.approx(6 / 8)
     assert by[0.1, 100]["regularized"]["rate"] == 1.0 and by[0.1, 100]["baseline"]["rate"] == 0.25
+    equations = {r["equation"]: r for r in gt["students"]["operon"]["by_equation"]}
+    assert list(equations) == ["feynman-I.12.1", "feynman-I.6.2"]
+    assert _solved(equations["feynman-I.6.2"]["arms"]["regularized"]) == (6, 7)  # one undecided
+    assert _solved(equations["feynman-I.12.1"]["arms"]["baseline"]) == (1, 4)
+    assert _solved(equations["feynman-I.6.2"]["arms_full_precision"]["baseline"]) == (2, 8)
+    assert _solved(equations["feynman-I.12.1"]["arms_full_precision"]["regularized"]) == (0, 0)
     c = gt["students"]["operon"]["comparisons"]["regularized"]
     assert c["vs_baseline"]["mean_delta_r2"] == pytest.approx(0.02)  # the noiseless R², not the noisy
     assert c["vs_baseline"]["n_datasets"] == 3 and c["vs_baseline"]["excluded_pairs"] == 0
@@ -356,6 +375,10 @@ def test_ground_truth_block_rates_and_comparisons(tmp_path):
     assert "## Ground truth" in text and "Wilson" in text
     assert re.search(r"\| +operon \| +regularized \| +12 \| +9/11 \| +1 \| +82 % \|", text)
     assert "| 100 % (3/3), 1 undecided |" in text and " 75 % (6/8) |" in text
+    per_equation = (
+        r"\| +operon \| +feynman-I\.6\.2 \| +25 % \(2/8\); full 2/8 \| +86 % \(6/7\), 1 undecided; full 0/0"
+    )
+    assert re.search(per_equation, text)
     row = re.search(r"## Ground truth[\s\S]*\| +operon \| +regularized − baseline \| +3 \| +12 \|.*", text)
     assert row and "+0.0200 | [+0.0200, +0.0200]" in row.group(0)
     out = json.loads(json.dumps(report.report_json(tmp_path), allow_nan=False))

@@ -208,6 +208,10 @@ def _rate(r: dict) -> str:
     )
 
 
+def _solved(r: dict) -> str:
+    return f"{r['solved']}/{r['decided']}"
+
+
 def _interval(r: dict) -> str:
     return "n/a" if r["ci"] is None else f"[{_share(r['ci'][0])}, {_share(r['ci'][1])}]"
 
@@ -223,7 +227,7 @@ def _ground_truth_lines(gt: dict | None) -> list[str]:
             "student": student,
             "arm": arm,
             "trials": str(r["n_trials"]),
-            "solved / decided": f"{r['solved']}/{r['decided']}",
+            "solved / decided": _solved(r),
             "undecided": str(r["undecided"]),
             "rate": _share(r["rate"]),
             f"{CI} (Wilson)": _interval(r),
@@ -243,6 +247,20 @@ def _ground_truth_lines(gt: dict | None) -> list[str]:
         }
         for student, s in students.items()
         for row in s["by_problem"]
+    ]
+    equation_rows = [
+        {
+            "student": student,
+            "equation": row["equation"],
+            **{
+                arm: f"{_rate(row['arms'][arm])}; full {_solved(row['arms_full_precision'][arm])}"
+                if arm in row["arms"]
+                else "–"
+                for arm in arms
+            },
+        }
+        for student, s in students.items()
+        for row in s["by_equation"]
     ]
     delta_rows = [
         row
@@ -265,6 +283,13 @@ def _ground_truth_lines(gt: dict | None) -> list[str]:
     ]
     if len(size_rows) > len(students):  # one size per student would repeat the table above
         out += ["Solution rate per noise level and n:", "", _table(size_rows), ""]
+    if len(equation_rows) > len(students):
+        out += [
+            "Solution rate per equation (full: solved / decided in full precision):",
+            "",
+            _table(equation_rows),
+            "",
+        ]
     return out + [
         "Student test R² against the noiseless target, paired and tested as in the tables above:",
         "",

@@ -296,12 +296,15 @@ def solution_rate(trials: list[dict], key: str = "solution") -> dict:
     }
 
 
+_NUMBER = r"\d+(?:\.\d*)?(?:e[+-]?\d+)?"  # a noise level as a problem's name writes it
+
+
 def problem_size(dataset: str) -> dict:
     """``noise`` and ``n`` of a generated problem from its name (``feynman-I.6.2-n100-noise0.1``);
     a Feynman name leaves out keys at their default, so those take it; None where a name says
     nothing."""
     n = re.search(r"-n(\d+)(?=-|$)", dataset)
-    noise = re.search(r"-noise(\d+(?:\.\d*)?(?:e[+-]?\d+)?)(?=-|$)", dataset)
+    noise = re.search(rf"-noise({_NUMBER})(?=-|$)", dataset)
     size = {"noise": float(noise[1]) if noise else None, "n": int(n[1]) if n else None}
     if dataset.startswith("feynman-"):
         from jacdistill.feynman import DEFAULTS  # imports sympy: only for such names
@@ -310,11 +313,18 @@ def problem_size(dataset: str) -> dict:
     return size
 
 
+def problem_equation(dataset: str) -> str:
+    """A generated problem's name without its size, noise and data seed: the equation it samples
+    (``feynman-I.6.2-n100-noise0.1`` → ``feynman-I.6.2``); other names unchanged."""
+    return re.sub(rf"-(?:n\d+|noise{_NUMBER}|seed\d+)(?=-|$)", "", dataset)
+
+
 def ground_truth(trials: list[dict]) -> dict | None:
     """Per student, over the trials that record ``solution`` (generated problems): per arm the
     :func:`solution_rate` (``solution_rate``; ``solution_rate_full_precision``: of the unrounded
     formulas, over the trials that record it), the same per noise level and n (``by_problem``, one
-    row per pair the names carry, see :func:`problem_size`), and per treatment arm (``comparisons``)
+    row per pair the names carry, see :func:`problem_size`), both rates per equation
+    (``by_equation``, see :func:`problem_equation`), and per treatment arm (``comparisons``)
     its ``vs_baseline``, ``vs_direct``, ``vs_control`` blocks as :func:`compare` makes them from the
     student's test R² against the noiseless target. None when no trial records ``solution``."""
     known = [t for t in trials if "solution" in t]
@@ -325,8 +335,10 @@ def ground_truth(trials: list[dict]) -> dict | None:
         mine = [t for t in known if t["student"] == student]
         by_arm = _by_arm(mine)
         groups: dict[tuple, list[dict]] = {}
+        equations: dict[str, list[dict]] = {}
         for t in mine:
             groups.setdefault(tuple(problem_size(t["dataset"]).values()), []).append(t)
+            equations.setdefault(problem_equation(t["dataset"]), []).append(t)
         students[student] = {
             "solution_rate": {arm: solution_rate(ts) for arm, ts in by_arm.items()},
             "solution_rate_full_precision": {
@@ -342,6 +354,17 @@ def ground_truth(trials: list[dict]) -> dict | None:
                     groups.items(),
                     key=lambda item: [(v is None, v or 0) for v in item[0]],  # unknown last
                 )
+            ],
+            "by_equation": [
+                {
+                    "equation": equation,
+                    "arms": {arm: solution_rate(ts) for arm, ts in _by_arm(group).items()},
+                    "arms_full_precision": {
+                        arm: solution_rate(ts, "solution_full_precision")
+                        for arm, ts in _by_arm(group).items()
+                    },
+                }
+                for equation, group in sorted(equations.items())
             ],
             "comparisons": {arm: _comparisons(by_arm, arm, true_r2) for arm in TREATMENTS if arm in by_arm},
         }

@@ -237,6 +237,43 @@ def test_outside_plugin_cannot_replace_a_builtin(site):
     assert len(warning) == 1 and "jacdistill-shadow" in warning[0].split("already provided")[0], shown(proc)
 
 
+def test_a_student_that_raises_in_a_sweep_fails_its_unit_only(site):
+    """A third-party student with a bug beyond six columns: its unit fails, the sweep finishes the
+    others and says so in one line (exit 1), the traceback goes to failures.log."""
+    make_dist(
+        site,
+        "jacdistill-fragile",
+        "jd_fragile",
+        '''
+        from jacdistill import hookimpl
+        from jacdistill.plugins.students.tree import TreeStudent
+
+        class Fragile(TreeStudent):
+            name = "fragile"
+
+            def fit(self, X, y):
+                if X.shape[1] > 6:
+                    raise RuntimeError("fragile cannot fit more than six columns")
+                return super().fit(X, y)
+
+        @hookimpl
+        def register_students(register):
+            register(Fragile)
+        ''',
+        {"fragile": "jd_fragile"},
+    )
+    work = site.parent / "work"
+    args = ("sweep", "--datasets", "yacht,servo", "--students", "fragile", "--arms", "direct", "--seeds", "0")
+    proc = jd(*args, "--out", "s", cwd=work, pythonpath=site)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("sweep:")]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, shown(proc)
+    assert len(lines) == 1 and lines[0].startswith("sweep: 1 of 2 units failed"), shown(proc)
+    assert "servo" in lines[0] and "fragile cannot fit more than six columns" in lines[0], shown(proc)
+    assert [p.name for p in (work / "s" / "trials").glob("*.json")] == ["yacht__fragile__direct__seed0.json"]
+    log = (work / "s" / "failures.log").read_text()
+    assert "Traceback" in log and "RuntimeError: fragile cannot fit more than six columns" in log
+
+
 # --------------------------------------------------------------------------- plugin commands
 
 HELLO = '''

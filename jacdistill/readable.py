@@ -18,6 +18,10 @@ gives it) and validation rows, and returns the expression to show, in three step
    ``factor_terms``), each kept only if it has fewer nodes (:func:`jacdistill.contracts.count_nodes`)
    and R² still within ``tolerance``; none starts once ``time_cap`` seconds have gone on them
    (``time_cap=0``: none is tried). The constants of a kept rewrite are rounded as in step 2.
+4. **Small terms** (``drop_terms=True``; off by default until the smoothness study, whose
+   displays it would change, is over): the terms of the outer sum are left out one at a time,
+   smallest on the validation rows first, each only if what is left, rounded again, has fewer
+   nodes and R² still within ``tolerance``, within the same time cap (``benchmarks/drop_terms.py``).
 
 R² is always compared with the unrounded formula's. Rounding costs one ``lambdify``, with the
 constants as parameters; the final check, and each rewrite that shortens the formula, one more.
@@ -56,6 +60,7 @@ def readable(
     y_val: np.ndarray,
     tolerance: float = 1e-3,
     time_cap: float = 0.2,
+    drop_terms: bool = False,
 ) -> sympy.Expr:
     """The expression to show for ``expr`` (over Symbols named by ``feature_names``, evaluated on
     ``X_val``'s columns in that order): phases wrapped, constants rounded, lightly simplified
@@ -77,7 +82,10 @@ def readable(
 
     shown = _shortened(wrapped, floats, score, close)
     assert shown is not None  # the constants as they are give R² = base
-    shown = _simplified(wrapped, shown, shortened, time.perf_counter() + time_cap)
+    deadline = time.perf_counter() + time_cap
+    full, shown = _simplified(wrapped, shown, shortened, deadline)
+    if drop_terms:
+        shown = _without_small_terms(full, shown, shortened, feature_names, X_val, deadline)
     display = shown.xreplace({f: _display(float(f)) for f in shown.atoms(sympy.Float)})
     return display if close(r2(y_val, evaluate(display, feature_names, X_val))) else wrapped
 
@@ -108,12 +116,9 @@ def _wrap(call: sympy.Expr) -> sympy.Expr:
 def _scorer(expr, feature_names, floats, X_val, y_val):
     """R² on the validation rows as a function of the constants' values: one lambdify, with each
     float a parameter, serves every rounding tried."""
-    # plain Symbols with safe names, not Dummies: lambdify renames every argument again, one
-    # rebuild of the expression each, as soon as one is a Dummy
-    columns = [sympy.Symbol(f"_x{i}") for i in range(len(feature_names))]
+    columns, renaming = _columns(feature_names)
     params = [sympy.Symbol(f"_p{i}") for i in range(len(floats))]
-    renaming = {sympy.Symbol(n): c for n, c in zip(feature_names, columns)} | dict(zip(floats, params))
-    fn = numpy_function(columns + params, expr.xreplace(renaming))
+    fn = numpy_function(columns + params, expr.xreplace(renaming | dict(zip(floats, params))))
     cols = list(X_val.T)
 
     def score(values: list[float]) -> float:
@@ -122,6 +127,14 @@ def _scorer(expr, feature_names, floats, X_val, y_val):
         return r2(y_val, np.broadcast_to(pred, y_val.shape))
 
     return score
+
+
+def _columns(feature_names: list[str]) -> tuple[list[sympy.Symbol], dict]:
+    """Symbols ``_x0 …`` that stand in for the columns in a lambdify, and the renaming to them:
+    plain Symbols with safe names, not Dummies, which lambdify renames again, one rebuild of the
+    expression each."""
+    columns = [sympy.Symbol(f"_x{i}") for i in range(len(feature_names))]
+    return columns, {sympy.Symbol(n): c for n, c in zip(feature_names, columns)}
 
 
 def _floats(expr: sympy.Expr) -> list[sympy.Float]:
@@ -159,17 +172,20 @@ def _rounded(values: list[float], digits: list[int]) -> list[float]:
     return [float(f"{v:.{d - 1}e}") for v, d in zip(values, digits)]
 
 
-def _simplified(full: sympy.Expr, shown: sympy.Expr, shortened, deadline: float) -> sympy.Expr:
-    """``shown`` (``full`` with its constants ``shortened``), or, where it has fewer nodes, what a
-    rewrite gives once shortened; the rewrites are tried in turn until ``deadline``. Each works on
-    the constants in full (terms cancel exactly) and else on the shown ones (2.0*x + 4.0*y has no
-    common factor, 2*x + 4*y has); the constants it makes (-5.324000000000001) are shortened."""
+def _simplified(
+    full: sympy.Expr, shown: sympy.Expr, shortened, deadline: float
+) -> tuple[sympy.Expr, sympy.Expr]:
+    """(``full``, ``shown``: ``full`` with its constants ``shortened``), or, where it has fewer
+    nodes, what a rewrite gives and that shortened; the rewrites are tried in turn until
+    ``deadline``. Each works on the constants in full (terms cancel exactly) and else on the
+    shown ones (2.0*x + 4.0*y has no common factor, 2*x + 4*y has); the constants it makes
+    (-5.324000000000001) are shortened."""
     # expanding first lets terms cancel ((x + 1)*(x - 1) - x**2 → -1); common factors come out after
     rewrites = [lambda e: sympy.expand(e) if count_nodes(e) <= _EXPAND_MAX_NODES else e, sympy.factor_terms]
     for rewrite in rewrites:
         for source in dict.fromkeys([full, shown]):
             if time.perf_counter() >= deadline:
-                return shown
+                return full, shown
             candidate = rewrite(source)
             if count_nodes(candidate) >= count_nodes(source):  # a cheap test before a lambdify
                 continue
@@ -177,6 +193,28 @@ def _simplified(full: sympy.Expr, shown: sympy.Expr, shortened, deadline: float)
             if candidate_shown is not None and count_nodes(candidate_shown) < count_nodes(shown):
                 full, shown = candidate, candidate_shown
                 break
+    return full, shown
+
+
+def _without_small_terms(full, shown, shortened, feature_names, X_val, deadline: float) -> sympy.Expr:
+    """``shown`` with the terms of ``full``'s outer sum left out one at a time, the smallest on
+    the validation rows (root mean square) first, wherever the rest, shortened, keeps R² close and
+    has fewer nodes: an offset of 1e-5 beside p·cos θ/(4π·ε·r²) costs its digits to the others."""
+    terms = list(sympy.Add.make_args(full))
+    if len(terms) < 2:
+        return shown
+    columns, renaming = _columns(feature_names)
+    with np.errstate(all="ignore"):
+        values = numpy_function(columns, [t.xreplace(renaming) for t in terms])(*X_val.T)
+        size = [float(np.sqrt(np.mean(np.square(np.broadcast_to(v, len(X_val)))))) for v in values]
+    kept = list(terms)
+    for i in sorted(range(len(terms)), key=lambda i: (math.isnan(size[i]), size[i])):
+        if time.perf_counter() >= deadline or len(kept) < 2:
+            break
+        candidate = sympy.Add(*(t for t in kept if t is not terms[i]))
+        candidate_shown = shortened(candidate)
+        if candidate_shown is not None and count_nodes(candidate_shown) < count_nodes(shown):
+            kept, shown = [t for t in kept if t is not terms[i]], candidate_shown
     return shown
 
 

@@ -217,6 +217,24 @@ def test_simplification_only_shortens_and_time_cap_zero_skips_it(expr, unsimplif
     assert_r2_kept(expr, shown, X, y_val)
 
 
+def test_drop_terms_leaves_out_a_negligible_offset_and_keeps_what_matters():
+    # II.6.11's shape, p·cos θ/(4π·ε·r²), as Operon fits it: a tiny offset beside the true term
+    truth = x * sympy.cos(y) / (4 * sympy.pi * z**2)
+    fitted = F(0.0795775) * x * sympy.cos(y) / z**2 + F(2.31e-5) + F(0.0101) * y
+    X = rows(400, 1.0, 3.0)
+    y_val = noisy(truth + sympy.Rational(1, 100) * y, X, 0.001)
+    kept = readable(fitted, NAMES, X, y_val)
+    dropped = readable(fitted, NAMES, X, y_val, drop_terms=True)
+    assert kept.as_coeff_Add()[0] != 0  # without drop_terms the offset stays, rounded
+    assert dropped.as_coeff_Add()[0] == 0 and count_nodes(dropped) < count_nodes(kept)
+    assert dropped.has(y) and len(sympy.Add.make_args(dropped)) == 2  # 0.0101·y carries R²: kept
+    assert_r2_kept(fitted, dropped, X, y_val)
+    # SRBench's solution: a constant ratio to the true formula (here 0.0801/0.0796, the display's
+    # rounding within the R² tolerance); with the offset kept, neither ratio nor difference is one
+    assert sympy.simplify((dropped - y / 100) / truth).is_number
+    assert not sympy.simplify((kept - y / 100) / truth).is_number
+
+
 def test_a_large_expression_returns_and_keeps_r2():
     rng = np.random.default_rng(2)
     terms = [

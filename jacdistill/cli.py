@@ -381,6 +381,11 @@ PROBLEM_OPTIONS = [  # what defines one distillation problem; shared by run and 
         "unit variance but not centred (a monomial such as k*x**2 stays one).",
     ),
     click.option(
+        "--drop-terms/--keep-terms",
+        cls=DistillerOption,
+        help="Leave the small terms of the formula's outer sum out where validation R² allows.",
+    ),
+    click.option(
         "--batch-teachers/--no-batch-teachers",
         cls=DistillerOption,
         help="Train a tuner's candidate teachers together as one stack of MLPs.",
@@ -448,6 +453,7 @@ def load_problem(dataset, data, target, lam, opts):
                 "student_rows",
                 "select",
                 "student_inputs",
+                "drop_terms",
             )
         },
     )

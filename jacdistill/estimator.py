@@ -78,7 +78,9 @@ class FormulaEstimator(RegressorMixin, BaseEstimator):
         self.expression_ = front[chosen].expression
         self.complexity_ = front[chosen].complexity
         X_val, y_val = self.student_scaler_.inverse(Xv), self.y_scaler_.inverse(yv[:, None])[:, 0]
-        self.formula_ = readable.readable(self.member_formula(chosen), self.feature_names(), X_val, y_val)
+        self.formula_ = readable.readable(
+            self.member_formula(chosen), self.feature_names(), X_val, y_val, drop_terms=self.drop_terms
+        )
 
     @property
     def front_(self) -> pd.DataFrame:
@@ -132,7 +134,7 @@ class FormulaEstimator(RegressorMixin, BaseEstimator):
 class DirectRegressor(FormulaEstimator):
     """Symbolic regression on the data itself, no teacher: ``student`` (a plugin name) with
     ``student_options``, seeded ``seed``, fitted to the standardized (or, with
-    ``student_inputs="scaled"``, scaled) rows."""
+    ``student_inputs="scaled"``, scaled) rows; ``select`` and ``drop_terms`` as for ``Distiller``."""
 
     def __init__(
         self,
@@ -142,6 +144,7 @@ class DirectRegressor(FormulaEstimator):
         jobs=None,
         select=fronts.DEFAULT_RULE,
         student_inputs="standardized",
+        drop_terms=False,
     ):
         self.student = student
         self.student_options = student_options
@@ -149,6 +152,7 @@ class DirectRegressor(FormulaEstimator):
         self.jobs = jobs
         self.select = select
         self.student_inputs = student_inputs
+        self.drop_terms = drop_terms
 
     def fit(
         self, X: ArrayLike, y: ArrayLike, X_val: ArrayLike | None = None, y_val: ArrayLike | None = None
@@ -254,7 +258,9 @@ class Distiller(FormulaEstimator):
     teacher-labelled rows (None: all of them; the default, 5 000, cost no student R² on ccpp or a
     50 000-row problem in benchmarks/student_rows.py). ``student_inputs``: the student fits the
     teacher's standardized inputs (``"standardized"``) or the inputs scaled to unit variance but
-    not centred (``"scaled"``: the teacher still sees standardized ones).
+    not centred (``"scaled"``: the teacher still sees standardized ones). ``drop_terms``: the
+    formula shown also leaves out the small terms of its outer sum where validation R² allows
+    (``jacdistill.readable``; off by default until the smoothness study is over).
     """
 
     def __init__(
@@ -284,6 +290,7 @@ class Distiller(FormulaEstimator):
         student_rows=5000,  # benchmarks/student_rows.py: no loss in student R² at 1 000+ rows
         select=fronts.DEFAULT_RULE,
         student_inputs="standardized",
+        drop_terms=False,
     ):
         self.regularizer = regularizer
         self.lam = lam
@@ -310,6 +317,7 @@ class Distiller(FormulaEstimator):
         self.student_rows = student_rows
         self.select = select
         self.student_inputs = student_inputs
+        self.drop_terms = drop_terms
 
     # What the parameters accept, checked by resolve_plugins before any training (plugin names
     # and options: by the registry and the plugins). Seeds: numpy's generators take no negative
@@ -341,6 +349,7 @@ class Distiller(FormulaEstimator):
         "student_rows": [Interval(int, 1, None), None],
         "select": Satisfies(fronts.is_rule, "best, parsimony=TOL (TOL ≥ 0) or complexity=K (K ≥ 1)"),
         "student_inputs": OneOf(*STUDENT_INPUTS),
+        "drop_terms": Boolean,
     }
 
     def resolve_plugins(self) -> tuple[Regularizer, dict, type[Student], Tuner | None]:

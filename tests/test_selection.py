@@ -8,6 +8,7 @@ import pickle
 
 import numpy as np
 import pytest
+import sympy
 from click.testing import CliRunner
 
 from jacdistill import evaluation, formula
@@ -152,6 +153,20 @@ def test_run_directory_holds_both_fronts(tmp_path):
     assert metrics["baseline"]["front"] and "[" in result.output.split("front", 1)[1]
 
 
+def test_cli_drop_terms_is_recorded_and_never_lengthens(tmp_path):
+    formulas = {}
+    for flag in ("--keep-terms", "--drop-terms"):
+        out = tmp_path / flag
+        args = ["run", "--dataset", "yacht", "--student", "gplearn", "--student-opt", "generations=5",
+                "--epochs", "10", "--regularizer", "none", flag, "--out", str(out)]  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+        assert json.loads((out / "config.json").read_text())["drop_terms"] is (flag == "--drop-terms")
+        formulas[flag] = json.loads((out / "metrics.json").read_text())["formula"]
+    nodes = {flag: count_nodes(sympy.sympify(text.split(" = ", 1)[1])) for flag, text in formulas.items()}
+    assert nodes["--drop-terms"] <= nodes["--keep-terms"], formulas
+
+
 def test_generated_problems_record_ground_truth():
     data = load_spec("feynman:I.12.1?n=200&noise=0.01")  # F = mu * Nn
     params = {"regularizer": "none", "lam": 0.0, "student": "operon", "epochs": 40,
@@ -182,3 +197,20 @@ def test_scaled_students_recover_a_monomial_that_centring_hides(inputs, solved):
     distilled = evaluation.fit_and_score(data, params).metrics
     assert direct["solution"] is solved and distilled["solution"] is solved
     assert direct["student_r2_test_true"] > 0.99 and distilled["student_r2_test_true"] > 0.99  # both accurate
+
+
+def test_drop_terms_shows_ii_6_11_without_its_offset():
+    """Operon fits p·cos θ/(4π·ε·r²) with a small offset beside it (II.6.11, noise 0.01): shown as
+    fitted, neither the difference from the truth nor the ratio to it is constant; with
+    ``drop_terms`` the offset is left out and the formula shown is a symbolic solution, at the
+    same test R² (benchmarks/drop_terms.py: seed 0, direct and λ = 0 teacher alike)."""
+    data = load_spec("feynman:II.6.11?n=1000&noise=0.01")
+    params = {"student": "operon", "lam": 0.0, "epochs": 300, "jobs": 1, "student_inputs": "scaled"}
+    kept, dropped = (evaluation.fit_and_score(data, {**params, "drop_terms": drop}) for drop in (False, True))
+    assert kept.metrics["solution"] is False and dropped.metrics["solution"] is True
+    assert (
+        kept.estimator.formula_.as_coeff_Add()[0] != 0 and dropped.estimator.formula_.as_coeff_Add()[0] == 0
+    )
+    assert count_nodes(dropped.estimator.formula_) < count_nodes(kept.estimator.formula_)
+    r2_true = [fit.metrics["student_r2_test_true"] for fit in (kept, dropped)]
+    assert abs(r2_true[1] - r2_true[0]) < 1e-3

@@ -756,6 +756,11 @@ def split_list(value: str | None, cast=str) -> tuple | None:
     help="What every arm's student fits: standardized inputs, or inputs scaled but not centred "
     "(default: standardized).",
 )
+@click.option(
+    "--drop-terms/--keep-terms",
+    default=None,
+    help="Show every arm's formula without the small terms of its outer sum (default: keep).",
+)
 @click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True)
 @click.option("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: start a LocalCluster).")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Worker processes.")
@@ -779,6 +784,7 @@ def sweep(
     epochs,
     select,
     student_inputs,
+    drop_terms,
     executor,
     scheduler,
     workers,
@@ -802,6 +808,7 @@ def sweep(
         "epochs": epochs,
         "select": select,
         "student_inputs": student_inputs,
+        "drop_terms": drop_terms,
     }
     spec = sweeps.spec_from(
         config,

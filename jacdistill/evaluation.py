@@ -63,6 +63,7 @@ def fit_and_score(
         "fidelity_r2_val": result["fidelity_r2_val"],
         "select": est.select,
         "student_inputs": est.student_inputs,
+        "drop_terms": est.drop_terms,
         "front": front_records(est, data, split),
         **ground_truth(est, data, split),
         "student_rows": est.student_rows_,
@@ -191,12 +192,14 @@ def direct(
     jobs: int | None = None,
     select: str = fronts.DEFAULT_RULE,
     student_inputs: str = "standardized",
+    drop_terms: bool = False,
 ) -> dict:
     """The student fitted to the true targets of the training rows of ``seed``'s split, its
     formula selected from its front on the validation rows by ``select``, scored as a distilled
-    student is (the teacher's entries are None); ``student_inputs`` as for ``DirectRegressor``."""
+    student is (the teacher's entries are None); ``student_inputs`` and ``drop_terms`` as for
+    ``DirectRegressor``."""
     split = split_indices(len(data.y), seed)
-    est = DirectRegressor(student, student_options, seed, jobs, select, student_inputs).fit(
+    est = DirectRegressor(student, student_options, seed, jobs, select, student_inputs, drop_terms).fit(
         frame(data, split.train), data.y[split.train], frame(data, split.val), data.y[split.val]
     )
     result = scores(est, data, split)
@@ -212,6 +215,7 @@ def direct(
         "variables": formula.variables(est.formula_, data.target_name),
         "select": select,
         "student_inputs": student_inputs,
+        "drop_terms": drop_terms,
         "front": front_records(est, data, split),
         **ground_truth(est, data, split),
     }

@@ -55,6 +55,7 @@ class SweepSpec:
     jitter: float = 0.1
     select: str = fronts.DEFAULT_RULE  # which front member every arm's fit gives
     student_inputs: str = "standardized"  # or "scaled", for every arm's student (Distiller's)
+    drop_terms: bool = False  # every arm's formula shown without its small terms (Distiller's)
 
     def __post_init__(self):
         self._check_types()
@@ -97,6 +98,7 @@ class SweepSpec:
             "seed": seed,
             "select": self.select,
             "student_inputs": self.student_inputs,
+            "drop_terms": self.drop_terms,
             **self.teacher,
             **changes,
         }
@@ -137,10 +139,11 @@ SETTING_TYPES: dict[str, tuple[Callable[[object], bool], str]] = {  # setting ->
     "jitter": (lambda v: _is_number(v) and v >= 0, "a finite number >= 0"),
     "select": (fronts.is_rule, "best, parsimony=TOL (TOL ≥ 0) or complexity=K (K ≥ 1)"),
     "student_inputs": (lambda v: v in STUDENT_INPUTS, " or ".join(STUDENT_INPUTS)),
+    "drop_terms": (lambda v: isinstance(v, bool), "true or false"),
 }
 TEACHER_SET_BY_SWEEP = ("regularizer", "regularizer_options", "tuner", "tuner_options", "lam", "student",
                         "student_options", "seed", "augment", "jitter", "jobs", "select",
-                        "student_inputs")  # fmt: skip
+                        "student_inputs", "drop_terms")  # fmt: skip
 
 
 def check_settings(settings) -> None:
@@ -372,7 +375,14 @@ def _direct(unit: Unit) -> dict:
     options = unit.spec.student_options.get(unit.student, {})
     spec = unit.spec
     return evaluation.direct(
-        unit.data, unit.student, options, unit.seed, unit.jobs, spec.select, spec.student_inputs
+        unit.data,
+        unit.student,
+        options,
+        unit.seed,
+        unit.jobs,
+        spec.select,
+        spec.student_inputs,
+        spec.drop_terms,
     )
 
 

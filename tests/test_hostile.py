@@ -497,6 +497,8 @@ def test_python_api_refuses_values_that_do_not_standardize():
         ("augment = inf", "sweep setting 'augment' must be"),
         ("jitter = -1", "sweep setting 'jitter' must be"),
         ("regularizer = 3", "sweep setting 'regularizer' must be a name"),
+        ('drop_terms = "yes"', "sweep setting 'drop_terms' must be true or false, got 'yes'"),
+        ("teacher = {drop_terms = true}", "sweep setting 'teacher' cannot set 'drop_terms'"),
         ("student_options = {tree = 3}", "sweep setting 'student_options' must be a table of tables"),
         ("teacher = {seed = 3}", "sweep setting 'teacher' cannot set 'seed'"),
         ("teacher = {lam = 3}", "sweep setting 'teacher' cannot set 'lam'"),

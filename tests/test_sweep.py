@@ -262,6 +262,7 @@ def test_select_and_student_inputs_apply_to_every_arm(tmp_path):
         "complexity=3",
         "--student-inputs",
         "scaled",
+        "--drop-terms",
         "--out",
         str(out),
         cwd=tmp_path,
@@ -271,7 +272,7 @@ def test_select_and_student_inputs_apply_to_every_arm(tmp_path):
     assert len(trials) == 2
     for trial in trials:
         assert trial["select"] == "complexity=3" and trial["complexity"] <= 3
-        assert trial["student_inputs"] == "scaled"
+        assert trial["student_inputs"] == "scaled" and trial["drop_terms"] is True
         assert [m["complexity"] <= 3 for m in trial["front"] if m["chosen"]] == [True]
 
 

@@ -1,7 +1,7 @@
 """The formula a person reads: a student's expression in original units, with short constants.
 
 :func:`readable` takes a formula over the data's columns (as ``jacdistill.formula.to_original_units``
-gives it) and validation rows, and returns the expression to show, in three steps:
+gives it) and validation rows, and returns the expression to show, in three steps and a fourth on request:
 
 1. **Phases** (exact): inside ``sin``/``cos`` the additive constant of the argument is reduced
    modulo 2π into (−π, π], inside ``tan`` modulo π into (−π/2, π/2]: ``cos(5.678*x + 2474.0)``

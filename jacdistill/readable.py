@@ -21,7 +21,8 @@ gives it) and validation rows, and returns the expression to show, in three step
 4. **Small terms** (``drop_terms=True``; off by default until the smoothness study, whose
    displays it would change, is over): the terms of the outer sum are left out one at a time,
    smallest on the validation rows first, each only if what is left, rounded again, has fewer
-   nodes and R² still within ``tolerance``, within the same time cap (``benchmarks/drop_terms.py``).
+   nodes and R² still within ``tolerance``; the eight smallest at most, whatever the time
+   (``benchmarks/drop_terms.py``).
 
 R² is always compared with the unrounded formula's. Rounding costs one ``lambdify``, with the
 constants as parameters; the final check, and each rewrite that shortens the formula, one more.
@@ -51,6 +52,8 @@ _PERIODIC = {sympy.sin: 2, sympy.cos: 2, sympy.tan: 1}
 _LARGEST_INTEGER = 1e6
 # expand can multiply an expression's size (a product of sums), so it only runs on small ones
 _EXPAND_MAX_NODES = 50
+# terms of the outer sum drop_terms tries to leave out (one lambdify and a rounding search each)
+_DROP_TRIES = 8
 
 
 def readable(
@@ -82,10 +85,9 @@ def readable(
 
     shown = _shortened(wrapped, floats, score, close)
     assert shown is not None  # the constants as they are give R² = base
-    deadline = time.perf_counter() + time_cap
-    full, shown = _simplified(wrapped, shown, shortened, deadline)
+    full, shown = _simplified(wrapped, shown, shortened, time.perf_counter() + time_cap)
     if drop_terms:
-        shown = _without_small_terms(full, shown, shortened, feature_names, X_val, deadline)
+        shown = _without_small_terms(full, shown, shortened, feature_names, X_val)
     display = shown.xreplace({f: _display(float(f)) for f in shown.atoms(sympy.Float)})
     return display if close(r2(y_val, evaluate(display, feature_names, X_val))) else wrapped
 
@@ -196,10 +198,12 @@ def _simplified(
     return full, shown
 
 
-def _without_small_terms(full, shown, shortened, feature_names, X_val, deadline: float) -> sympy.Expr:
+def _without_small_terms(full, shown, shortened, feature_names, X_val) -> sympy.Expr:
     """``shown`` with the terms of ``full``'s outer sum left out one at a time, the smallest on
     the validation rows (root mean square) first, wherever the rest, shortened, keeps R² close and
-    has fewer nodes: an offset of 1e-5 beside p·cos θ/(4π·ε·r²) costs its digits to the others."""
+    has fewer nodes: an offset of 1e-5 beside p·cos θ/(4π·ε·r²) costs its digits to the others.
+    At most ``_DROP_TRIES`` terms are tried, a bound on work that, unlike a time cap, gives the
+    same formula on a busy machine as on an idle one."""
     terms = list(sympy.Add.make_args(full))
     if len(terms) < 2:
         return shown
@@ -208,8 +212,8 @@ def _without_small_terms(full, shown, shortened, feature_names, X_val, deadline:
         values = numpy_function(columns, [t.xreplace(renaming) for t in terms])(*X_val.T)
         size = [float(np.sqrt(np.mean(np.square(np.broadcast_to(v, len(X_val)))))) for v in values]
     kept = list(terms)
-    for i in sorted(range(len(terms)), key=lambda i: (math.isnan(size[i]), size[i])):
-        if time.perf_counter() >= deadline or len(kept) < 2:
+    for i in sorted(range(len(terms)), key=lambda i: (math.isnan(size[i]), size[i]))[:_DROP_TRIES]:
+        if len(kept) < 2:
             break
         candidate = sympy.Add(*(t for t in kept if t is not terms[i]))
         candidate_shown = shortened(candidate)

@@ -19,6 +19,7 @@ Writes ``drop_terms-cpu.json`` (every fit, and a summary per part, arm and stude
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 from pathlib import Path
 
@@ -59,28 +60,27 @@ def measure(part: str, seeds: list[int]) -> list[dict]:
     for spec in setting["datasets"]:
         data = load_spec(spec)
         test_target = data.y if data.y_true is None else data.y_true  # noiseless where known
-        for student in setting["students"]:
-            for arm in setting["arms"]:
-                for seed in seeds:
-                    split = split_indices(len(data.y), seed)
-                    est = fitted(arm, student, seed, setting["inputs"], data, split)
-                    full = est.member_formula(est.chosen_)
-                    row = {"part": part, "dataset": data.name, "student": student, "arm": arm, "seed": seed}
-                    for way, drop in WAYS.items():
-                        shown = readable(
-                            full, data.feature_names, data.X[split.val], data.y[split.val], drop_terms=drop
-                        )
-                        predicted = evaluate(shown, data.feature_names, data.X[split.test])
-                        row[f"nodes_{way}"] = count_nodes(shown)
-                        row[f"r2_{way}"] = r2(test_target[split.test], predicted)
-                        if data.formula is not None:
-                            candidate = groundtruth.as_truth_symbols(shown, data.formula)
-                            columns = dict(zip(data.feature_names, data.X.T))
-                            row[f"solution_{way}"] = groundtruth.symbolic_solution(
-                                candidate, data.formula, rows=columns
-                            )
-                    out.append(row)
-                    print(row, flush=True)
+        columns = dict(zip(data.feature_names, data.X.T))
+        for student, arm, seed in itertools.product(setting["students"], setting["arms"], seeds):
+            split = split_indices(len(data.y), seed)
+            est = fitted(arm, student, seed, setting["inputs"], data, split)
+            full = est.member_formula(est.chosen_)
+            row = {"part": part, "dataset": data.name, "student": student, "arm": arm, "seed": seed}
+            for way, drop in WAYS.items():
+                shown = readable(
+                    full, data.feature_names, data.X[split.val], data.y[split.val], drop_terms=drop
+                )
+                row[f"nodes_{way}"] = count_nodes(shown)
+                row[f"r2_{way}"] = r2(
+                    test_target[split.test], evaluate(shown, data.feature_names, data.X[split.test])
+                )
+                if data.formula is not None:
+                    candidate = groundtruth.as_truth_symbols(shown, data.formula)
+                    row[f"solution_{way}"] = groundtruth.symbolic_solution(
+                        candidate, data.formula, rows=columns
+                    )
+            out.append(row)
+            print(row, flush=True)
     return out
 
 

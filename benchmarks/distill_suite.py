@@ -20,6 +20,7 @@ ARGS = [
     "operon,gplearn,tree",
     "--seeds",
     "0,1,2,3,4",
+    "--keep-terms",  # as recorded: the suite ran before small terms were left out by default
     "--out",
     str(Path(__file__).resolve().parent / "results" / "distill_suite"),
 ]

@@ -80,6 +80,7 @@ class Config:
             tuner=self.tuner,
             teacher=teacher,
             student_inputs="scaled" if self.part == "truth" else "standardized",
+            drop_terms=False,  # the default until the study ran; its sweeps all keep the terms
         )
 
 

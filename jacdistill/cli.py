@@ -491,8 +491,6 @@ def reject_unused(lam, opts) -> None:
 
 
 def start_run_dir(command, table, params, resolved, out, **settings):
-    import torch
-
     from jacdistill import pipeline, provenance
     from jacdistill.data import SPLIT
 
@@ -500,7 +498,6 @@ def start_run_dir(command, table, params, resolved, out, **settings):
         out or pipeline.default_run_dir(table, params, command),
         {
             "command": command,
-            "torch_threads": torch.get_num_threads(),
             "dataset": table.name,
             "target": table.target_name,
             "features": table.feature_names,
@@ -509,6 +506,7 @@ def start_run_dir(command, table, params, resolved, out, **settings):
             "resolved_options": resolved,
             "split": SPLIT,
             "versions": provenance.package_versions(),
+            "machine": provenance.machine(params["device"]),  # torch's kernels differ by CPU
         },
     )
 
@@ -759,7 +757,7 @@ def split_list(value: str | None, cast=str) -> tuple | None:
 @click.option(
     "--drop-terms/--keep-terms",
     default=None,
-    help="Show every arm's formula without the small terms of its outer sum (default: keep).",
+    help="Show every arm's formula without the small terms of its outer sum (default: drop).",
 )
 @click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True)
 @click.option("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: start a LocalCluster).")

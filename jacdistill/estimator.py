@@ -144,7 +144,7 @@ class DirectRegressor(FormulaEstimator):
         jobs=None,
         select=fronts.DEFAULT_RULE,
         student_inputs="standardized",
-        drop_terms=False,
+        drop_terms=True,
     ):
         self.student = student
         self.student_options = student_options
@@ -260,7 +260,7 @@ class Distiller(FormulaEstimator):
     teacher's standardized inputs (``"standardized"``) or the inputs scaled to unit variance but
     not centred (``"scaled"``: the teacher still sees standardized ones). ``drop_terms``: the
     formula shown also leaves out the small terms of its outer sum where validation R² allows
-    (``jacdistill.readable``; off by default until the smoothness study is over).
+    (``jacdistill.readable``; False: they stay).
     """
 
     def __init__(
@@ -290,7 +290,7 @@ class Distiller(FormulaEstimator):
         student_rows=5000,  # benchmarks/student_rows.py: no loss in student R² at 1 000+ rows
         select=fronts.DEFAULT_RULE,
         student_inputs="standardized",
-        drop_terms=False,
+        drop_terms=True,
     ):
         self.regularizer = regularizer
         self.lam = lam

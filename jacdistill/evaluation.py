@@ -192,7 +192,7 @@ def direct(
     jobs: int | None = None,
     select: str = fronts.DEFAULT_RULE,
     student_inputs: str = "standardized",
-    drop_terms: bool = False,
+    drop_terms: bool = True,
 ) -> dict:
     """The student fitted to the true targets of the training rows of ``seed``'s split, its
     formula selected from its front on the validation rows by ``select``, scored as a distilled

@@ -34,10 +34,22 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:  # Linux; platform.processor() says only x86_64
+            models = (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+            return next(models, None)
+    except OSError:
+        return None
+
+
 def machine(device: str = "cpu") -> dict:
     info = {
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": _cpu_model() or platform.processor() or platform.machine(),
+        # the vector instructions torch's CPU kernels use: float rounding, so a teacher's digits
+        # beyond the seventh and the formulas a student finds from them, can differ between two
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "device": device,

@@ -14,15 +14,15 @@ gives it) and validation rows, and returns the expression to show, in three step
    (``1.0*x`` → ``x``, ``x**2.0`` → ``x**2``); thresholds of Piecewise conditions (trees, protected
    division) are constants too. A formula whose unrounded R² is NaN (it blows up on the
    validation rows, or the target is constant) is returned with its phases wrapped only.
-3. **Simplification**: a few cheap sympy rewrites (``expand`` on small expressions, then
-   ``factor_terms``), each kept only if it has fewer nodes (:func:`jacdistill.contracts.count_nodes`)
-   and R² still within ``tolerance``; none starts once ``time_cap`` seconds have gone on them
-   (``time_cap=0``: none is tried). The constants of a kept rewrite are rounded as in step 2.
-4. **Small terms** (``drop_terms=True``; off by default until the smoothness study, whose
-   displays it would change, is over): the terms of the outer sum are left out one at a time,
-   smallest on the validation rows first, each only if what is left, rounded again, has fewer
-   nodes and R² still within ``tolerance``; the eight smallest at most, whatever the time
-   (``benchmarks/drop_terms.py``).
+3. **Simplification** (``simplify=True``): two cheap sympy rewrites, ``expand`` on expressions
+   of at most 50 nodes, then ``factor_terms`` on those of at most 1 000, each kept only if it has
+   fewer nodes (:func:`jacdistill.contracts.count_nodes`) and R² still within ``tolerance``. The
+   bounds are on size, not time, so a busy machine shows the same formula as an idle one. The
+   constants of a kept rewrite are rounded as in step 2.
+4. **Small terms** (``drop_terms=True``, the default): the terms of the outer sum are left out
+   one at a time, smallest on the validation rows first, each only if what is left, rounded
+   again, has fewer nodes and R² still within ``tolerance``; the eight smallest at most, whatever
+   the time (``benchmarks/drop_terms.py``).
 
 R² is always compared with the unrounded formula's. Rounding costs one ``lambdify``, with the
 constants as parameters; the final check, and each rewrite that shortens the formula, one more.
@@ -36,7 +36,6 @@ shortest decimal of its value (``str`` gives ``1.23``, not ``1.23000000000000``)
 from __future__ import annotations
 
 import math
-import time
 
 import mpmath
 import numpy as np
@@ -52,6 +51,9 @@ _PERIODIC = {sympy.sin: 2, sympy.cos: 2, sympy.tan: 1}
 _LARGEST_INTEGER = 1e6
 # expand can multiply an expression's size (a product of sums), so it only runs on small ones
 _EXPAND_MAX_NODES = 50
+# factor_terms grows with size: up to 92 ms on the 817 nodes of the largest formula the smoothness
+# study's students gave, 6 ms (median) at 50 nodes or fewer (benchmarks/rewrite_cost.py)
+_FACTOR_MAX_NODES = 1000
 # terms of the outer sum drop_terms tries to leave out (one lambdify and a rounding search each)
 _DROP_TRIES = 8
 
@@ -62,8 +64,8 @@ def readable(
     X_val: np.ndarray,
     y_val: np.ndarray,
     tolerance: float = 1e-3,
-    time_cap: float = 0.2,
-    drop_terms: bool = False,
+    simplify: bool = True,
+    drop_terms: bool = True,
 ) -> sympy.Expr:
     """The expression to show for ``expr`` (over Symbols named by ``feature_names``, evaluated on
     ``X_val``'s columns in that order): phases wrapped, constants rounded, lightly simplified
@@ -85,7 +87,7 @@ def readable(
 
     shown = _shortened(wrapped, floats, score, close)
     assert shown is not None  # the constants as they are give R² = base
-    full, shown = _simplified(wrapped, shown, shortened, time.perf_counter() + time_cap)
+    full, shown = _simplified(wrapped, shown, shortened) if simplify else (wrapped, shown)
     if drop_terms:
         shown = _without_small_terms(full, shown, shortened, feature_names, X_val)
     display = shown.xreplace({f: _display(float(f)) for f in shown.atoms(sympy.Float)})
@@ -174,20 +176,18 @@ def _rounded(values: list[float], digits: list[int]) -> list[float]:
     return [float(f"{v:.{d - 1}e}") for v, d in zip(values, digits)]
 
 
-def _simplified(
-    full: sympy.Expr, shown: sympy.Expr, shortened, deadline: float
-) -> tuple[sympy.Expr, sympy.Expr]:
+def _simplified(full: sympy.Expr, shown: sympy.Expr, shortened) -> tuple[sympy.Expr, sympy.Expr]:
     """(``full``, ``shown``: ``full`` with its constants ``shortened``), or, where it has fewer
-    nodes, what a rewrite gives and that shortened; the rewrites are tried in turn until
-    ``deadline``. Each works on the constants in full (terms cancel exactly) and else on the
-    shown ones (2.0*x + 4.0*y has no common factor, 2*x + 4*y has); the constants it makes
-    (-5.324000000000001) are shortened."""
+    nodes, what a rewrite gives and that shortened; the rewrites are tried in turn, each on
+    expressions up to its size bound. Each works on the constants in full (terms cancel exactly)
+    and else on the shown ones (2.0*x + 4.0*y has no common factor, 2*x + 4*y has); the
+    constants it makes (-5.324000000000001) are shortened."""
     # expanding first lets terms cancel ((x + 1)*(x - 1) - x**2 → -1); common factors come out after
-    rewrites = [lambda e: sympy.expand(e) if count_nodes(e) <= _EXPAND_MAX_NODES else e, sympy.factor_terms]
-    for rewrite in rewrites:
+    rewrites = [(sympy.expand, _EXPAND_MAX_NODES), (sympy.factor_terms, _FACTOR_MAX_NODES)]
+    for rewrite, max_nodes in rewrites:
         for source in dict.fromkeys([full, shown]):
-            if time.perf_counter() >= deadline:
-                return full, shown
+            if count_nodes(source) > max_nodes:
+                continue
             candidate = rewrite(source)
             if count_nodes(candidate) >= count_nodes(source):  # a cheap test before a lambdify
                 continue

@@ -55,7 +55,7 @@ class SweepSpec:
     jitter: float = 0.1
     select: str = fronts.DEFAULT_RULE  # which front member every arm's fit gives
     student_inputs: str = "standardized"  # or "scaled", for every arm's student (Distiller's)
-    drop_terms: bool = False  # every arm's formula shown without its small terms (Distiller's)
+    drop_terms: bool = True  # every arm's formula shown without its small terms (Distiller's)
 
     def __post_init__(self):
         self._check_types()

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 JACDISTILL = Path(sys.executable).with_name("jacdistill")
 FAST = ("--regularizer", "none", "--student", "tree", "--epochs", "5", "--no-baseline")
@@ -179,6 +180,7 @@ def test_json_run_writes_run_dir(tree_run):
     versions = config["versions"]
     assert isinstance(versions, dict)
     assert {"python", "jacdistill", "torch", "numpy"} <= set(versions)
+    assert config["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
     for folder in (run_dir, run_dir / "baseline"):
         text = (folder / "formula.txt").read_text()

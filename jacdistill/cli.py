@@ -383,7 +383,7 @@ PROBLEM_OPTIONS = [  # what defines one distillation problem; shared by run and 
     click.option(
         "--drop-terms/--keep-terms",
         cls=DistillerOption,
-        help="Leave the small terms of the formula's outer sum out where validation R² allows.",
+        help="Leave small terms of the formula's sums out where validation R² allows.",
     ),
     click.option(
         "--batch-teachers/--no-batch-teachers",
@@ -757,7 +757,7 @@ def split_list(value: str | None, cast=str) -> tuple | None:
 @click.option(
     "--drop-terms/--keep-terms",
     default=None,
-    help="Show every arm's formula without the small terms of its outer sum (default: drop).",
+    help="Show every arm's formula without the small terms of its sums (default: drop).",
 )
 @click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True)
 @click.option("--scheduler", help="Dask scheduler address tcp://HOST:PORT (default: start a LocalCluster).")

@@ -19,10 +19,10 @@ gives it) and validation rows, and returns the expression to show, in three step
    fewer nodes (:func:`jacdistill.contracts.count_nodes`) and R² still within ``tolerance``. The
    bounds are on size, not time, so a busy machine shows the same formula as an idle one. The
    constants of a kept rewrite are rounded as in step 2.
-4. **Small terms** (``drop_terms=True``, the default): the terms of the outer sum are left out
-   one at a time, smallest on the validation rows first, each only if what is left, rounded
-   again, has fewer nodes and R² still within ``tolerance``; the eight smallest at most, whatever
-   the time (``benchmarks/drop_terms.py``).
+4. **Small terms** (``drop_terms=True``, the default): terms of sums, at any depth (not in
+   Piecewise conditions), are left out one at a time, those whose absence costs least R² first,
+   each only if what is left, rounded again, has fewer nodes and R² still within ``tolerance``;
+   eight such tries at most, whatever the time (``benchmarks/drop_terms.py``).
 
 R² is always compared with the unrounded formula's. Rounding costs one ``lambdify``, with the
 constants as parameters; the final check, and each rewrite that shortens the formula, one more.
@@ -54,7 +54,7 @@ _EXPAND_MAX_NODES = 50
 # factor_terms grows with size: up to 92 ms on the 817 nodes of the largest formula the smoothness
 # study's students gave, 6 ms (median) at 50 nodes or fewer (benchmarks/rewrite_cost.py)
 _FACTOR_MAX_NODES = 1000
-# terms of the outer sum drop_terms tries to leave out (one lambdify and a rounding search each)
+# terms drop_terms tries to leave out (one lambdify and a rounding search each)
 _DROP_TRIES = 8
 
 
@@ -89,7 +89,7 @@ def readable(
     assert shown is not None  # the constants as they are give R² = base
     full, shown = _simplified(wrapped, shown, shortened) if simplify else (wrapped, shown)
     if drop_terms:
-        shown = _without_small_terms(full, shown, shortened, feature_names, X_val)
+        shown = _without_small_terms(full, shown, shortened, feature_names, X_val, y_val, close)
     display = shown.xreplace({f: _display(float(f)) for f in shown.atoms(sympy.Float)})
     return display if close(r2(y_val, evaluate(display, feature_names, X_val))) else wrapped
 
@@ -198,28 +198,54 @@ def _simplified(full: sympy.Expr, shown: sympy.Expr, shortened) -> tuple[sympy.E
     return full, shown
 
 
-def _without_small_terms(full, shown, shortened, feature_names, X_val) -> sympy.Expr:
-    """``shown`` with the terms of ``full``'s outer sum left out one at a time, the smallest on
-    the validation rows (root mean square) first, wherever the rest, shortened, keeps R² close and
-    has fewer nodes: an offset of 1e-5 beside p·cos θ/(4π·ε·r²) costs its digits to the others.
-    At most ``_DROP_TRIES`` terms are tried, a bound on work that, unlike a time cap, gives the
-    same formula on a busy machine as on an idle one."""
-    terms = list(sympy.Add.make_args(full))
-    if len(terms) < 2:
+def _without_small_terms(full, shown, shortened, feature_names, X_val, y_val, close) -> sympy.Expr:
+    """``shown`` with terms of ``full``'s sums, at any depth, left out one at a time wherever what
+    is left, shortened, keeps R² close and has fewer nodes: an offset of 1e-5 beside
+    p·cos θ/(4π·ε·r²) costs its digits to the others, as does 1e-4·x inside a tanh.
+
+    Every term of every sum (outside Piecewise conditions) is multiplied by its own switch, 1 or
+    0, in one lambdify; the terms whose absence alone costs least validation R² are tried first.
+    A term tried is left out only if R² with it and the others so far left out stays close; at
+    most ``_DROP_TRIES`` such terms are shortened (one lambdify and a rounding search each), a
+    bound on work that, unlike a time cap, gives the same formula on a busy machine as on an idle
+    one."""
+    switches: list[sympy.Symbol] = []
+    switched = _switched(full, switches)
+    if not switches:
         return shown
     columns, renaming = _columns(feature_names)
-    with np.errstate(all="ignore"):
-        values = numpy_function(columns, [t.xreplace(renaming) for t in terms])(*X_val.T)
-        size = [float(np.sqrt(np.mean(np.square(np.broadcast_to(v, len(X_val)))))) for v in values]
-    kept = list(terms)
-    for i in sorted(range(len(terms)), key=lambda i: (math.isnan(size[i]), size[i]))[:_DROP_TRIES]:
-        if len(kept) < 2:
-            break
-        candidate = sympy.Add(*(t for t in kept if t is not terms[i]))
+    fn = numpy_function(columns + switches, switched.xreplace(renaming))
+    cols = list(X_val.T)
+
+    def score(off: set[int]) -> float:
+        with np.errstate(all="ignore"):
+            pred = fn(*cols, *(0.0 if i in off else 1.0 for i in range(len(switches))))
+        return r2(y_val, np.broadcast_to(np.asarray(pred, dtype=np.float64), y_val.shape))
+
+    alone = [score({i}) for i in range(len(switches))]
+    order = sorted((i for i in range(len(switches)) if close(alone[i])), key=lambda i: -alone[i])
+    off: set[int] = set()
+    for i in order[:_DROP_TRIES]:
+        if not close(score(off | {i})):
+            continue
+        candidate = switched.xreplace({s: int(j not in off | {i}) for j, s in enumerate(switches)})
         candidate_shown = shortened(candidate)
         if candidate_shown is not None and count_nodes(candidate_shown) < count_nodes(shown):
-            kept, shown = [t for t in kept if t is not terms[i]], candidate_shown
+            off, shown = off | {i}, candidate_shown
     return shown
+
+
+def _switched(expr: sympy.Basic, switches: list[sympy.Symbol]) -> sympy.Basic:
+    """``expr`` with every term of every sum multiplied by a new Symbol, appended to
+    ``switches``; conditions (of Piecewise) are left as they are."""
+    if not expr.args or isinstance(expr, (sympy.core.relational.Relational, sympy.logic.boolalg.Boolean)):
+        return expr
+    args = [_switched(a, switches) for a in expr.args]
+    if isinstance(expr, sympy.Add):
+        mine = [sympy.Symbol(f"_s{len(switches) + k}") for k in range(len(args))]
+        switches.extend(mine)
+        return sympy.Add(*(s * a for s, a in zip(mine, args)))
+    return expr.func(*args)
 
 
 def _number(value: float) -> sympy.Expr:

@@ -248,6 +248,23 @@ def test_drop_terms_leaves_out_a_negligible_offset_and_keeps_what_matters():
     assert not sympy.simplify((kept - y / 100) / truth).is_number
 
 
+def test_drop_terms_reaches_into_nested_sums_and_leaves_conditions_alone():
+    # a GP's tiny 1e-4·z inside a tanh beside a term that matters, 0.8·x inside an exp
+    fitted = F(2.0) * x * sympy.tanh(y + F(1.2e-4) * z) + sympy.exp(F(0.8) * x - F(0.1) * y)
+    X = rows(400, -1.0, 1.0)
+    y_val = noisy(2 * x * sympy.tanh(y) + sympy.exp(F(0.8) * x - F(0.1) * y), X, 0.01)
+    kept = readable(fitted, NAMES, X, y_val, drop_terms=False)
+    dropped = readable(fitted, NAMES, X, y_val)
+    assert kept.has(z) and not dropped.has(z) and count_nodes(dropped) < count_nodes(kept)
+    assert dropped.has(sympy.exp(F(0.8) * x - F(0.1) * y).func) and dropped.has(y)
+    assert_r2_kept(fitted, dropped, X, y_val)
+    # a tree's threshold is a condition, not a term: it stays whatever it costs
+    tree = sympy.Piecewise((F(1.0), x + F(1e-4) * z < F(0.3)), (F(2.0) + F(1e-6) * y, True))
+    y_tree = noisy(sympy.Piecewise((1, x < 0.3), (2, True)), X, 0.01)
+    shown = readable(tree, NAMES, X, y_tree)
+    assert shown.has(z) and not shown.args[1][0].has(y)
+
+
 def test_a_large_expression_returns_and_keeps_r2():
     rng = np.random.default_rng(2)
     terms = [

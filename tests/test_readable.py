@@ -263,6 +263,9 @@ def test_drop_terms_reaches_into_nested_sums_and_leaves_conditions_alone():
     y_tree = noisy(sympy.Piecewise((1, x < 0.3), (2, True)), X, 0.01)
     shown = readable(tree, NAMES, X, y_tree)
     assert shown.has(z) and not shown.args[1][0].has(y)
+    # once 1e-4·y is gone from the denominator, leaving out its 1 would divide by zero: not tried
+    fraction = x / (F(1.0) + F(1e-4) * y) + F(0.5) * z
+    assert str(readable(fraction, NAMES, X, noisy(x + z / 2, X, 0.01))) == "x + 0.5*z"
 
 
 def test_a_large_expression_returns_and_keeps_r2():

@@ -56,7 +56,8 @@ _EXPAND_MAX_NODES = 50
 _FACTOR_MAX_NODES = 1000
 # terms drop_terms tries to leave out (one lambdify and a rounding search each)
 _DROP_TRIES = 8
-_NOT_FINITE = (sympy.zoo, sympy.nan, sympy.oo, -sympy.oo)
+# what a term left out can leave behind: 1/0, log(0), sqrt(-1.0)
+_NOT_REAL = (sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I)
 
 
 def readable(
@@ -228,7 +229,7 @@ def _without_small_terms(full, shown, shortened, feature_names, X_val, y_val, cl
     off: set[int] = set()
     for i in order[:_DROP_TRIES]:
         candidate = switched.xreplace({s: int(j not in off | {i}) for j, s in enumerate(switches)})
-        if candidate.has(*_NOT_FINITE):  # a sum left empty in a denominator: 1/0 is zoo
+        if candidate.has(*_NOT_REAL):  # sympy evaluates what numpy could not print
             continue
         candidate_shown = shortened(candidate)
         if candidate_shown is not None and count_nodes(candidate_shown) < count_nodes(shown):

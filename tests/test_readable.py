@@ -2,6 +2,7 @@
 R², integers as integers, simplification that only shortens (jacdistill.readable)."""
 
 import math
+import warnings
 
 import mpmath
 import numpy as np
@@ -266,6 +267,14 @@ def test_drop_terms_reaches_into_nested_sums_and_leaves_conditions_alone():
     # once 1e-4·y is gone from the denominator, leaving out its 1 would divide by zero: not tried
     fraction = x / (F(1.0) + F(1e-4) * y) + F(0.5) * z
     assert str(readable(fraction, NAMES, X, noisy(x + z / 2, X, 0.01))) == "x + 0.5*z"
+    # nor leaving 2·y out of sqrt(2·y + 3): what is left, sqrt(-1.0)·x, is complex
+    root = x * sympy.sqrt(F(2.0) * y - F(1.0) + F(1e-4) * z) + F(1e-3) * z
+    X_pos, y_pos = rows(400, 1.0, 3.0), noisy(root, rows(400, 1.0, 3.0), 0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's ComplexWarning included
+        shown = readable(root, NAMES, X_pos, y_pos)
+    assert not shown.has(sympy.I)
+    assert_r2_kept(root, shown, X_pos, y_pos)
 
 
 def test_a_large_expression_returns_and_keeps_r2():

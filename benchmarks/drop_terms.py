@@ -2,7 +2,7 @@
 shorter the formulas get, at what cost in test R², and what it does to symbolic solutions.
 
 Each student is fitted once; its chosen front member, constants in full, is then made readable
-both ways on the validation rows, as the estimators do, and both are scored:
+both ways on the training and validation rows, as the estimators do, and both are scored:
 
 - ``truth`` (default): the smoothness study's 60 Feynman problems (10 equations × noise 0, 0.01,
   0.1 × n 100, 1 000), Operon on scaled inputs, arms ``direct`` (``DirectRegressor``) and
@@ -22,6 +22,8 @@ import argparse
 import itertools
 import statistics
 from pathlib import Path
+
+import numpy as np
 
 from jacdistill import groundtruth
 from jacdistill.benchmarks import harness
@@ -66,10 +68,9 @@ def measure(part: str, seeds: list[int]) -> list[dict]:
             est = fitted(arm, student, seed, setting["inputs"], data, split)
             full = est.member_formula(est.chosen_)
             row = {"part": part, "dataset": data.name, "student": student, "arm": arm, "seed": seed}
+            seen = np.concatenate([split.train, split.val])
             for way, drop in WAYS.items():
-                shown = readable(
-                    full, data.feature_names, data.X[split.val], data.y[split.val], drop_terms=drop
-                )
+                shown = readable(full, data.feature_names, data.X[seen], data.y[seen], drop_terms=drop)
                 row[f"nodes_{way}"] = count_nodes(shown)
                 row[f"r2_{way}"] = r2(
                     test_target[split.test], evaluate(shown, data.feature_names, data.X[split.test])

@@ -68,18 +68,19 @@ class FormulaEstimator(RegressorMixin, BaseEstimator):
         return self.x_scaler_.transform(X), self.y_scaler_.transform(y[:, None])[:, 0]
 
     def _adopt(
-        self, student: Student, front: list[Candidate], scores: list[float], chosen: int, Xv, yv
+        self, student: Student, front: list[Candidate], scores: list[float], chosen: int, Xr, yr
     ) -> None:
         """Make member ``chosen`` of ``student``'s front (fitted on the student's inputs;
-        ``scores``: the members' validation R² on the student's inputs ``Xv`` and standardized
-        ``yv``) this estimator's model, its formula made readable (``jacdistill.readable``) on
-        those rows."""
+        ``scores``: the members' validation R²) this estimator's model, its formula made readable
+        (``jacdistill.readable``) on the rows ``Xr`` (student inputs) and ``yr`` (standardized
+        targets): the training and validation rows, so that a formula rounded or shortened on a
+        few validation rows cannot lose what the others show (servo's 25)."""
         self.student_, self.front_members_, self.front_r2_val_, self.chosen_ = student, front, scores, chosen
         self.expression_ = front[chosen].expression
         self.complexity_ = front[chosen].complexity
-        X_val, y_val = self.student_scaler_.inverse(Xv), self.y_scaler_.inverse(yv[:, None])[:, 0]
+        X_rows, y_rows = self.student_scaler_.inverse(Xr), self.y_scaler_.inverse(yr[:, None])[:, 0]
         self.formula_ = readable.readable(
-            self.member_formula(chosen), self.feature_names(), X_val, y_val, drop_terms=self.drop_terms
+            self.member_formula(chosen), self.feature_names(), X_rows, y_rows, drop_terms=self.drop_terms
         )
 
     @property
@@ -173,12 +174,13 @@ class DirectRegressor(FormulaEstimator):
         student.jobs = available_cores() if self.jobs is None else self.jobs
         front = fronts.front(student.fit(Xs, ys), Xs, ys)
         if X_val is None or y_val is None:
-            Xv, yv = Xs, ys
+            Xv, yv, Xr, yr = Xs, ys, Xs, ys
         else:
             Xc, yc = validate_data(self, X_val, y_val, y_numeric=True, dtype=np.float64, reset=False)
             Xv, yv = self.student_scaler_.transform(Xc), self.y_scaler_.transform(yc[:, None])[:, 0]
+            Xr, yr = np.concatenate([Xs, Xv]), np.concatenate([ys, yv])
         scores = [r2(yv, member.predict(Xv)) for member in front]
-        self._adopt(student, front, scores, rule.choose([m.complexity for m in front], scores), Xv, yv)
+        self._adopt(student, front, scores, rule.choose([m.complexity for m in front], scores), Xr, yr)
         return self
 
 
@@ -400,7 +402,9 @@ class Distiller(FormulaEstimator):
         started = time.perf_counter()
         labels = teacher.predict(chosen.model, problem.X_val)
         Xv = problem.X_val + problem.student_offset
-        self._adopt(chosen.student, chosen.front, chosen.front_r2_val, chosen.chosen, Xv, problem.y_val)
+        rows = np.concatenate([problem.X_train + problem.student_offset, Xv])
+        targets = np.concatenate([problem.y_train, problem.y_val])
+        self._adopt(chosen.student, chosen.front, chosen.front_r2_val, chosen.chosen, rows, targets)
         self.front_fidelity_val_ = [r2(labels, member.predict(Xv)) for member in chosen.front]
         search = self.search_
         self.timings_ = {  # selection: scoring fronts, choosing, and making the formula readable

@@ -1,19 +1,24 @@
 """The formula a person reads: a student's expression in original units, with short constants.
 
 :func:`readable` takes a formula over the data's columns (as ``jacdistill.formula.to_original_units``
-gives it) and validation rows, and returns the expression to show, in three steps and a fourth on request:
+gives it) and rows of the data, and returns the expression to show in four steps, each judged by
+the formula's R² on those rows. The estimators give it their training and validation rows (never
+the test rows): on a few rows a rounding or a dropped term can hide what it costs (on servo's
+25 validation rows alone, Operon's formula lost its 0.037·motor_a and had exp(83.34·exp(−1.067·
+pgain)) rounded to exp(83.3·exp(−1.07·pgain)) for 0.08 of test R²; with the training rows
+beside them it keeps both and gives up 0.0015).
 
 1. **Phases** (exact): inside ``sin``/``cos`` the additive constant of the argument is reduced
    modulo 2π into (−π, π], inside ``tan`` modulo π into (−π/2, π/2]: ``cos(5.678*x + 2474.0)``
    becomes ``cos(5.678*x - 1.575…)``. The new phase is computed in extended precision, so the
    formula's values change by float rounding only. Exact (Integer or Rational) phases are kept.
 2. **Constants**: every float gets the fewest significant digits that keep the formula's
-   validation R² (:func:`jacdistill.metrics.r2`) within ``tolerance`` of the unrounded formula's:
+   R² (:func:`jacdistill.metrics.r2`) within ``tolerance`` of the unrounded formula's:
    the smallest digit count that works for all constants at once, then, one constant at a time,
    fewer digits where R² still allows. A constant that rounds to an integer is shown as an Integer
    (``1.0*x`` → ``x``, ``x**2.0`` → ``x**2``); thresholds of Piecewise conditions (trees, protected
-   division) are constants too. A formula whose unrounded R² is NaN (it blows up on the
-   validation rows, or the target is constant) is returned with its phases wrapped only.
+   division) are constants too. A formula whose unrounded R² is NaN (it blows up on the rows,
+   or the target is constant) is returned with its phases wrapped only.
 3. **Simplification** (``simplify=True``): two cheap sympy rewrites, ``expand`` on expressions
    of at most 50 nodes, then ``factor_terms`` on those of at most 1 000, each kept only if it has
    fewer nodes (:func:`jacdistill.contracts.count_nodes`) and R² still within ``tolerance``. The
@@ -27,7 +32,7 @@ gives it) and validation rows, and returns the expression to show, in three step
 R² is always compared with the unrounded formula's. Rounding costs one ``lambdify``, with the
 constants as parameters; the final check, and each rewrite that shortens the formula, one more.
 
-The R² of the expression returned is checked on the validation rows; were it out of tolerance, the
+The R² of the expression returned is checked on the rows; were it out of tolerance, the
 phase-wrapped formula would be returned with its constants in full. Each float shown prints as the
 shortest decimal of its value (``str`` gives ``1.23``, not ``1.23000000000000``): write it with
 ``jacdistill.formula.as_text(expr, target)``, not with a ``digits`` rounding on top.
@@ -63,19 +68,19 @@ _NOT_REAL = (sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I)
 def readable(
     expr: sympy.Expr,
     feature_names: list[str],
-    X_val: np.ndarray,
-    y_val: np.ndarray,
+    X: np.ndarray,
+    y: np.ndarray,
     tolerance: float = 1e-3,
     simplify: bool = True,
     drop_terms: bool = True,
 ) -> sympy.Expr:
     """The expression to show for ``expr`` (over Symbols named by ``feature_names``, evaluated on
-    ``X_val``'s columns in that order): phases wrapped, constants rounded, lightly simplified
+    ``X``'s columns in that order): phases wrapped, constants rounded, lightly simplified
     (see the module docstring)."""
     wrapped = wrap_phases(expr)
-    X_val, y_val = np.asarray(X_val, dtype=np.float64), np.asarray(y_val, dtype=np.float64)
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
     floats = _floats(wrapped)
-    score = _scorer(wrapped, feature_names, floats, X_val, y_val)
+    score = _scorer(wrapped, feature_names, floats, X, y)
     base = score([float(f) for f in floats])
     if math.isnan(base):
         return wrapped
@@ -85,15 +90,15 @@ def readable(
 
     def shortened(e: sympy.Expr) -> sympy.Expr | None:
         e_floats = _floats(e)
-        return _shortened(e, e_floats, _scorer(e, feature_names, e_floats, X_val, y_val), close)
+        return _shortened(e, e_floats, _scorer(e, feature_names, e_floats, X, y), close)
 
     shown = _shortened(wrapped, floats, score, close)
     assert shown is not None  # the constants as they are give R² = base
     full, shown = _simplified(wrapped, shown, shortened) if simplify else (wrapped, shown)
     if drop_terms:
-        shown = _without_small_terms(full, shown, shortened, feature_names, X_val, y_val, close)
+        shown = _without_small_terms(full, shown, shortened, feature_names, X, y, close)
     display = shown.xreplace({f: _display(float(f)) for f in shown.atoms(sympy.Float)})
-    return display if close(r2(y_val, evaluate(display, feature_names, X_val))) else wrapped
+    return display if close(r2(y, evaluate(display, feature_names, X))) else wrapped
 
 
 def wrap_phases(expr: sympy.Expr) -> sympy.Expr:
@@ -119,18 +124,18 @@ def _wrap(call: sympy.Expr) -> sympy.Expr:
         return call.func(rest + sympy.Float(float(reduced)))
 
 
-def _scorer(expr, feature_names, floats, X_val, y_val):
-    """R² on the validation rows as a function of the constants' values: one lambdify, with each
+def _scorer(expr, feature_names, floats, X, y):
+    """R² on the rows as a function of the constants' values: one lambdify, with each
     float a parameter, serves every rounding tried."""
     columns, renaming = _columns(feature_names)
     params = [sympy.Symbol(f"_p{i}") for i in range(len(floats))]
     fn = numpy_function(columns + params, expr.xreplace(renaming | dict(zip(floats, params))))
-    cols = list(X_val.T)
+    cols = list(X.T)
 
     def score(values: list[float]) -> float:
         with np.errstate(all="ignore"):  # numpy evaluates every branch of a Piecewise
             pred = np.asarray(fn(*cols, *values), dtype=np.float64)
-        return r2(y_val, np.broadcast_to(pred, y_val.shape))
+        return r2(y, np.broadcast_to(pred, y.shape))
 
     return score
 
@@ -200,13 +205,13 @@ def _simplified(full: sympy.Expr, shown: sympy.Expr, shortened) -> tuple[sympy.E
     return full, shown
 
 
-def _without_small_terms(full, shown, shortened, feature_names, X_val, y_val, close) -> sympy.Expr:
+def _without_small_terms(full, shown, shortened, feature_names, X, y, close) -> sympy.Expr:
     """``shown`` with terms of ``full``'s sums, at any depth, left out one at a time wherever what
     is left, shortened, keeps R² close and has fewer nodes: an offset of 1e-5 beside
     p·cos θ/(4π·ε·r²) costs its digits to the others, as does 1e-4·x inside a tanh.
 
     Every term of every sum (outside Piecewise conditions) is multiplied by its own switch, 1 or
-    0, in one lambdify, so that the terms whose absence alone costs least validation R² are tried
+    0, in one lambdify, so that the terms whose absence alone costs least R² are tried
     first. Whether one goes is decided after rounding: the constants left, rounded, can make up
     for it (0.973·n·k·T/V + 0.26 → n·k·T/V). At most ``_DROP_TRIES`` terms are tried (one
     lambdify and a rounding search each), a bound on work that, unlike a time cap, gives the same
@@ -217,12 +222,12 @@ def _without_small_terms(full, shown, shortened, feature_names, X_val, y_val, cl
         return shown
     columns, renaming = _columns(feature_names)
     fn = numpy_function(columns + switches, switched.xreplace(renaming))
-    cols = list(X_val.T)
+    cols = list(X.T)
 
     def score(off: set[int]) -> float:
         with np.errstate(all="ignore"):
             pred = fn(*cols, *(0.0 if i in off else 1.0 for i in range(len(switches))))
-        return r2(y_val, np.broadcast_to(np.asarray(pred, dtype=np.float64), y_val.shape))
+        return r2(y, np.broadcast_to(np.asarray(pred, dtype=np.float64), y.shape))
 
     alone = [score({i}) for i in range(len(switches))]
     order = sorted(range(len(switches)), key=lambda i: (math.isnan(alone[i]), -alone[i]))

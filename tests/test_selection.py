@@ -73,8 +73,9 @@ def yacht():
 @pytest.mark.parametrize("student", ["tree", "gplearn", "operon"])
 def test_displayed_formula_is_what_is_scored(yacht, student, inputs):
     """The formula printed and written is the one whose predictions are scored: evaluating it on
-    the test rows gives the recorded test R², and its validation R² is within 1e-3 of the chosen
-    member's in full precision, whichever inputs the student fitted."""
+    the test rows gives the recorded test R², and its R² on the training and validation rows (those
+    readable judges on) is within 1e-3 of the chosen member's in full precision, whichever inputs
+    the student fitted."""
     options = {"gplearn": {"generations": 5}, "operon": {"generations": 20}}.get(student, {})
     params = {"regularizer": "none", "lam": 0.0, "student": student, "student_options": options,
               "epochs": 30, "seed": 1, "student_inputs": inputs}  # fmt: skip
@@ -83,9 +84,11 @@ def test_displayed_formula_is_what_is_scored(yacht, student, inputs):
     split = evaluation.split_indices(len(yacht.y), 1)
     shown = formula.evaluate(est.formula_, yacht.feature_names, yacht.X[split.test])
     assert metrics["student_r2_test"] == pytest.approx(r2(yacht.y[split.test], shown), abs=1e-12)
+    seen = np.concatenate([split.train, split.val])
+    full_seen = formula.evaluate(est.member_formula(est.chosen_), yacht.feature_names, yacht.X[seen])
+    shown_seen = formula.evaluate(est.formula_, yacht.feature_names, yacht.X[seen])
+    assert abs(r2(yacht.y[seen], shown_seen) - r2(yacht.y[seen], full_seen)) <= 1e-3 + 1e-12
     exact = formula.evaluate(est.member_formula(est.chosen_), yacht.feature_names, yacht.X[split.val])
-    shown_val = formula.evaluate(est.formula_, yacht.feature_names, yacht.X[split.val])
-    assert abs(r2(yacht.y[split.val], shown_val) - r2(yacht.y[split.val], exact)) <= 1e-3 + 1e-12
     # the chosen member's standardized-units R² is the one the search ranked
     assert r2(yacht.y[split.val], exact) == pytest.approx(est.front_r2_val_[est.chosen_], abs=1e-6)
     # the front as recorded: sorted, one chosen, the chosen one's complexity reported
@@ -214,3 +217,18 @@ def test_drop_terms_shows_ii_6_11_without_its_offset():
     assert count_nodes(dropped.estimator.formula_) < count_nodes(kept.estimator.formula_)
     r2_true = [fit.metrics["student_r2_test_true"] for fit in (kept, dropped)]
     assert abs(r2_true[1] - r2_true[0]) < 1e-3
+
+
+def test_readable_judges_on_training_rows_too():
+    """A tree's threshold rounded on three validation rows alone could move past training rows
+    (0.1234 → 0.1 changes no prediction there); judged with the training rows it cannot."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.0, 1.0, 400)
+    X, y = x[:, None], np.where(x < 0.1234, 0.0, 1.0)
+    X_val = np.array([[0.05], [0.5], [0.9]])
+    y_val = np.where(X_val[:, 0] < 0.1234, 0.0, 1.0)
+    est = DirectRegressor("tree", {"max_depth": 1}, seed=0).fit(X, y, X_val, y_val)
+    full = formula.evaluate(est.member_formula(est.chosen_), ["x0"], X)
+    shown = formula.evaluate(est.formula_, ["x0"], X)
+    assert r2(y, full) == pytest.approx(1.0)
+    assert abs(r2(y, shown) - r2(y, full)) <= 1e-3

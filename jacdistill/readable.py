@@ -125,8 +125,8 @@ def _wrap(call: sympy.Expr) -> sympy.Expr:
 
 
 def _scorer(expr, feature_names, floats, X, y):
-    """R² on the rows as a function of the constants' values: one lambdify, with each
-    float a parameter, serves every rounding tried."""
+    """R² on the rows as a function of the values of ``floats`` (the constants, or the switches
+    of ``_without_small_terms``): one lambdify, with each a parameter, serves every value tried."""
     columns, renaming = _columns(feature_names)
     params = [sympy.Symbol(f"_p{i}") for i in range(len(floats))]
     fn = numpy_function(columns + params, expr.xreplace(renaming | dict(zip(floats, params))))
@@ -220,16 +220,8 @@ def _without_small_terms(full, shown, shortened, feature_names, X, y, close) -> 
     switched = _switched(full, switches)
     if not switches:
         return shown
-    columns, renaming = _columns(feature_names)
-    fn = numpy_function(columns + switches, switched.xreplace(renaming))
-    cols = list(X.T)
-
-    def score(off: set[int]) -> float:
-        with np.errstate(all="ignore"):
-            pred = fn(*cols, *(0.0 if i in off else 1.0 for i in range(len(switches))))
-        return r2(y, np.broadcast_to(np.asarray(pred, dtype=np.float64), y.shape))
-
-    alone = [score({i}) for i in range(len(switches))]
+    score = _scorer(switched, feature_names, switches, X, y)
+    alone = [score([float(j != i) for j in range(len(switches))]) for i in range(len(switches))]
     order = sorted(range(len(switches)), key=lambda i: (math.isnan(alone[i]), -alone[i]))
     off: set[int] = set()
     for i in order[:_DROP_TRIES]:

@@ -25,6 +25,13 @@ Every trial records its front; ``summary.md`` gives each configuration's compari
 Configurations run in the order of ``PLAN`` (most informative first), each to the end before the
 next. Run: ``python benchmarks/smoothness_study.py [part/config ...]`` (``--summary``: only rewrite
 ``summary.md`` / ``summary.json`` from the trials there).
+
+The study runs from a frozen checkout of commit 64c6d39 (formulas rounded on the validation rows,
+small terms kept), so that later changes to how formulas are shown do not split it; to resume::
+
+    git worktree add ../study 64c6d39 && rm -r ../study/benchmarks/results/smoothness_study
+    ln -s "$PWD/benchmarks/results/smoothness_study" ../study/benchmarks/results/
+    cd ../study && PYTHONPATH=$PWD python benchmarks/smoothness_study.py
 """
 
 from __future__ import annotations

@@ -383,7 +383,7 @@ PROBLEM_OPTIONS = [  # what defines one distillation problem; shared by run and 
     click.option(
         "--drop-terms/--keep-terms",
         cls=DistillerOption,
-        help="Leave small terms of the formula's sums out where validation R² allows.",
+        help="Leave small terms of the formula's sums out where R² (training and validation rows) allows.",
     ),
     click.option(
         "--batch-teachers/--no-batch-teachers",

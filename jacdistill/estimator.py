@@ -261,7 +261,7 @@ class Distiller(FormulaEstimator):
     50 000-row problem in benchmarks/student_rows.py). ``student_inputs``: the student fits the
     teacher's standardized inputs (``"standardized"``) or the inputs scaled to unit variance but
     not centred (``"scaled"``: the teacher still sees standardized ones). ``drop_terms``: the
-    formula shown also leaves out small terms of its sums where validation R² allows
+    formula shown also leaves out small terms of its sums where R² allows
     (``jacdistill.readable``; False: they stay).
     """
 

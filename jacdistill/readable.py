@@ -96,7 +96,7 @@ def readable(
     assert shown is not None  # the constants as they are give R² = base
     full, shown = _simplified(wrapped, shown, shortened) if simplify else (wrapped, shown)
     if drop_terms:
-        shown = _without_small_terms(full, shown, shortened, feature_names, X, y, close)
+        shown = _without_small_terms(full, shown, shortened, feature_names, X, y)
     display = shown.xreplace({f: _display(float(f)) for f in shown.atoms(sympy.Float)})
     return display if close(r2(y, evaluate(display, feature_names, X))) else wrapped
 
@@ -205,7 +205,7 @@ def _simplified(full: sympy.Expr, shown: sympy.Expr, shortened) -> tuple[sympy.E
     return full, shown
 
 
-def _without_small_terms(full, shown, shortened, feature_names, X, y, close) -> sympy.Expr:
+def _without_small_terms(full, shown, shortened, feature_names, X, y) -> sympy.Expr:
     """``shown`` with terms of ``full``'s sums, at any depth, left out one at a time wherever what
     is left, shortened, keeps R² close and has fewer nodes: an offset of 1e-5 beside
     p·cos θ/(4π·ε·r²) costs its digits to the others, as does 1e-4·x inside a tanh.

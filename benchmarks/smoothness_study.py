@@ -167,7 +167,42 @@ def summarize() -> dict:
             )
         if agg["ground_truth"]:
             rows.append({"part": config.part, "config": config.name, "ground_truth": agg["ground_truth"]})
-    return {"seeds": list(SEEDS), "epochs": EPOCHS, "plan": [c.name for c in PLAN], "rows": rows}
+    return {
+        "seeds": list(SEEDS),
+        "epochs": EPOCHS,
+        "plan": [c.name for c in PLAN],
+        "rows": rows,
+        "baseline_pairs": baseline_pairs(),
+    }
+
+
+def baseline_pairs() -> list[dict]:
+    """A/A comparisons: the λ = 0 baseline of each later configuration against that of the first
+    configuration of its part and regime. Both train the same teacher from the same seed; they
+    differ only in float32 rounding (the teachers train in stacks of other sizes), so what these
+    comparisons call a difference is the students' sensitivity to it, the noise floor of the
+    regularized − baseline comparisons."""
+    pairs = []
+    for config in (c for c in PLAN if c.regime):
+        first = next(c for c in PLAN if (c.part, c.regime) == (config.part, config.regime))
+        if first == config:
+            continue
+        runs = [[t for t in trials_of(c) if t["arm"] == "baseline"] for c in (config, first)]
+        for student in sorted({t["student"] for t in runs[0]}):
+            later, earlier = ([t for t in run if t["student"] == student] for run in runs)
+            block = _block(stats.compare(later, earlier))
+            if block is not None:
+                teacher = stats.median_paired_delta(later, earlier, "teacher_r2_test")
+                pairs.append(
+                    {
+                        "part": config.part,
+                        "configs": [config.name, first.name],
+                        "student": student,
+                        "baseline": block,
+                        "teacher_median_delta_r2": teacher,
+                    }
+                )
+    return pairs
 
 
 def _equation_rows(summary: dict) -> list[str]:
@@ -241,6 +276,21 @@ def markdown(summary: dict) -> str:
         lines += ["", "## Under complexity caps", ""]
         lines += ["The best front member of at most that many nodes, regularized − reference.", ""]
         lines += ["| part | config | student | cap | vs baseline | vs control |", "|---" * 6 + "|", *capped]
+    if summary["baseline_pairs"]:
+        lines += ["", "## Two λ = 0 baselines (A/A)", ""]
+        lines += [
+            "The same λ = 0 teacher and seed in two configurations, apart only in float32 rounding "
+            "(stacks of other sizes): what the comparisons above would report with no penalty at all.",
+            "",
+            "| part | baseline of | against baseline of | student | ΔR² | teacher ΔR² (median) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for pair in summary["baseline_pairs"]:
+            later, earlier = pair["configs"]
+            lines.append(
+                f"| {pair['part']} | {later} | {earlier} | {pair['student']} | {_cell(pair['baseline'])} "
+                f"| {pair['teacher_median_delta_r2']:+.1e} |"
+            )
     truth = [row for row in summary["rows"] if "ground_truth" in row]
     if truth:
         lines += ["", "## Symbolic solution rate (ground-truth problems)", ""]

@@ -135,10 +135,10 @@ def clocked(call: Callable[[], T]) -> tuple[float, float, T]:
     return time.perf_counter() - started, time.process_time() - cpu_started, result
 
 
-def grid_section(plan: Plan, log) -> list[dict]:
+def grid_section(plan: Plan, log, teacher: dict = TEACHER) -> list[dict]:
     """8 candidates batched and sequential against one teacher, interleaved rounds, medians."""
     data = load_bundled(plan.dataset)
-    common = {**TEACHER, "student": "tree", "epochs": plan.grid_epochs, "patience": plan.grid_epochs}
+    common = {**teacher, "student": "tree", "epochs": plan.grid_epochs, "patience": plan.grid_epochs}
     cases = {
         ("1 teacher", "one"): {**common, "lam": ONE_LAM},
         **{

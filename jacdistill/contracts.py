@@ -35,7 +35,8 @@ class Regularizer(PluginOptions, ABC):
     Stacks: several teachers of one architecture can train together as a
     :class:`jacdistill.teacher.MLPStack`, whose inputs have a leading member axis (k×B×d). A
     regularizer whose ``output_and_penalty`` then returns one penalty per member (shape k) says so
-    in ``handles_stacks``; others train their teachers one at a time, as plain modules.
+    in ``handles_stacks``; others train their teachers one at a time, as plain modules. Random
+    draws go through :mod:`jacdistill.probes`, where each teacher in training has its own stream.
     """
 
     kind = "regularizer"

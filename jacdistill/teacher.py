@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from jacdistill import probes
 from jacdistill.contracts import Regularizer
 from jacdistill.options import JacdistillError
 
@@ -255,8 +256,20 @@ class _Data:
 
 
 def _fit(model, regularizer, schedules, data, config, seeds, on_epoch) -> list[tuple[Any, TrainResult]]:
-    """The training loop, for one plain model or an MLPStack (one schedule and seed per member).
-    Returns each member's kept weights (a state dict, or member_weights of a stack) and report."""
+    """The training loop, for one plain model or an MLPStack (one schedule and seed per member),
+    with each member's penalty draws from its own stream (:func:`probes.streams`). Returns each
+    member's kept weights (a state dict, or member_weights of a stack) and report."""
+    penalty_streams = [_penalty_stream(seed, data.device) for seed in seeds]
+    with probes.streams(penalty_streams):
+        return _loop(model, regularizer, schedules, data, config, seeds, on_epoch, penalty_streams)
+
+
+def _penalty_stream(seed: int, device: torch.device) -> torch.Generator:
+    """The generator of a teacher's penalty draws: seeded by its seed, apart from its shuffling."""
+    return torch.Generator(device).manual_seed(int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]))
+
+
+def _loop(model, regularizer, schedules, data, config, seeds, on_epoch, penalty_streams):
     stacked = isinstance(model, MLPStack)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
@@ -307,6 +320,7 @@ def _fit(model, regularizer, schedules, data, config, seeds, on_epoch) -> list[t
             if not alive:
                 break
             model.keep_members(staying, optimizer)
+            penalty_streams[:] = [penalty_streams[j] for j in staying]
     return [
         (weights, TrainResult(len(history), epoch, val_mse, lam, history))
         for (epoch, val_mse, lam, weights), history in zip(kept, histories)

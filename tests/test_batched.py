@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from jacdistill import Distiller, teacher
+from jacdistill.plugins.regularizers.hessian import HessianPenalty
+from jacdistill.plugins.regularizers.hutchinson import HutchinsonPenalty
 from jacdistill.plugins.regularizers.jacobian import JacobianPenalty
 from jacdistill.plugins.regularizers.none import NoPenalty
 from jacdistill.search import Problem, Search
@@ -47,7 +49,16 @@ def test_a_stack_computes_what_its_members_compute():
         (JacobianPenalty(backend="autograd"), "silu"),  # double backward through the stack
         (JacobianPenalty(backend="autograd"), "relu"),
         (NoPenalty(), "relu"),
+        # the random estimators: each member draws its probes (and rows) from its own stream
+        (HutchinsonPenalty(mode="jvp", probes=2), "silu"),
+        (HutchinsonPenalty(mode="vjp", dist="gaussian"), "tanh"),
+        (HutchinsonPenalty(mode="fd", rows=0.5), "silu"),
+        (HessianPenalty(), "tanh"),
+        (HessianPenalty(exact_max_dim=0, probes=2), "silu"),
     ],
+    ids=lambda v: (
+        v if isinstance(v, str) else f"{v.name}-{'-'.join(f'{k}={o}' for k, o in v.options.items())}"
+    ),
 )
 def test_stacked_training_matches_training_one_by_one(regularizer, activation):
     """Each member: its own initial weights, λ, minibatch order and early stopping; the members
@@ -135,15 +146,22 @@ def test_a_search_trains_new_candidates_together_once():
     assert search.teacher_trainings == 3
 
 
-@pytest.mark.parametrize("tuner", ["grid", "constrained"])
-def test_tuners_choose_the_same_with_batched_and_sequential_teachers(tuner):
+@pytest.mark.parametrize(
+    ("tuner", "regularizer", "regularizer_options"),
+    [
+        ("grid", "jacobian", {"backend": "autograd"}),
+        ("constrained", "jacobian", {"backend": "autograd"}),
+        ("grid", "hutchinson", {"mode": "fd", "rows": 0.5}),  # random draws: one stream per teacher
+    ],
+)
+def test_tuners_choose_the_same_with_batched_and_sequential_teachers(tuner, regularizer, regularizer_options):
     X, y, Xv, yv = problem_arrays(n=300, seed=1)
     options = {"grid": [0.0, 1e-3, 1e-2, 1e-1]} if tuner == "grid" else {}
     fits = [
         Distiller(
             student="tree", student_options={"max_depth": 4}, tuner=tuner, tuner_options=options,
-            regularizer_options={"backend": "autograd"}, widths=(12, 12), epochs=40, patience=5,
-            batch_teachers=batch,
+            regularizer=regularizer, regularizer_options=regularizer_options, widths=(12, 12),
+            epochs=40, patience=5, batch_teachers=batch,
         ).fit(X, y, Xv, yv)
         for batch in (True, False)
     ]  # fmt: skip

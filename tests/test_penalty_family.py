@@ -8,11 +8,11 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
-from jacdistill import Distiller, JacdistillError, Regularizer
+from jacdistill import Distiller, JacdistillError, Regularizer, probes
 from jacdistill.plugins.regularizers.hessian import HessianPenalty
-from jacdistill.plugins.regularizers.hutchinson import HutchinsonPenalty
+from jacdistill.plugins.regularizers.hutchinson import MODES, HutchinsonPenalty
 from jacdistill.plugins.regularizers.jacobian import output_and_jacobian_norm
-from jacdistill.teacher import MLP, EarlyStopping, TrainConfig, lazy_weight, train
+from jacdistill.teacher import MLP, EarlyStopping, MLPStack, TrainConfig, lazy_weight, train
 
 
 def mlp(activation="tanh", widths=(5, 4), d_out=1, d_in=3, seed=0):
@@ -158,6 +158,53 @@ def test_hutchinson_closed_form_equals_generic_path_for_the_same_probes(mode, ac
     generic = penalty.penalty(Wrapped(model), x)
     torch.testing.assert_close(fast, generic, rtol=1e-10, atol=1e-14)
     assert_grads_close(fast_grads, grads(generic, model))
+
+
+# ------------------------------------------------------------------------------------ stacks
+
+STOCHASTIC = [
+    *(HutchinsonPenalty(mode=mode, probes=2, rows=rows) for mode in MODES for rows in (1.0, 0.5)),
+    HutchinsonPenalty(mode="jvp", dist="gaussian"),
+    HessianPenalty(),
+    HessianPenalty(exact_max_dim=0, probes=2),
+]
+
+
+@pytest.mark.parametrize("penalty", STOCHASTIC, ids=lambda p: f"{p.name}-{p.options}")
+def test_a_stack_draws_and_penalises_what_its_members_would_alone(penalty):
+    """Member i of a stack, drawing from stream i, gets the penalty (and weight gradients) that
+    it gets alone from the same stream; the streams differ, so the members' probes do too."""
+    members = [mlp("tanh", widths=(6, 5), d_out=2, seed=s) for s in range(3)]
+    stack, x = MLPStack(members), torch.randn(3, 8, 3, dtype=torch.float64)
+    streams = lambda: [torch.Generator().manual_seed(s) for s in (4, 5, 6)]
+    with probes.streams(streams()):
+        together = penalty.penalty(stack, x)
+    assert together.shape == (3,)
+    stacked_grads = torch.autograd.grad(
+        together.sum(), stack.stacked(), allow_unused=True, materialize_grads=True
+    )
+    for i, (member, stream) in enumerate(zip(members, streams())):
+        with probes.streams([stream]):
+            alone = penalty.penalty(member, x[i])
+        torch.testing.assert_close(together[i], alone, rtol=1e-10, atol=1e-14)
+        member_grads = grads(alone, member)  # hidden weights, hidden biases, out weight, out bias
+        order = [*member_grads[0:-2:2], *member_grads[1:-2:2], *member_grads[-2:]]
+        for g_stack, g_alone in zip(stacked_grads, order):
+            torch.testing.assert_close(g_stack[i], g_alone, rtol=1e-9, atol=1e-12)
+
+
+def test_streams_give_reproducible_draws_and_must_match_the_teachers():
+    like = torch.zeros(())
+    with probes.streams([torch.Generator().manual_seed(1)]):
+        first = probes.draw_probes((4, 3), "gaussian", like)
+    with probes.streams([torch.Generator().manual_seed(1)]):
+        again = probes.draw_probes((4, 3), "gaussian", like)
+    torch.testing.assert_close(first, again, rtol=0, atol=0)
+    with probes.streams([torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)]):
+        both = probes.draw_probes((4, 2, 3), "rademacher", like, member_axis=1)
+        assert both.shape == (4, 2, 3) and not torch.equal(both[:, 0], both[:, 1])
+        with pytest.raises(ValueError, match="2 random streams are open for 1 teacher"):
+            probes.draw_probes((4, 3), "rademacher", like)
 
 
 @pytest.mark.parametrize(

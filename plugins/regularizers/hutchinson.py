@@ -11,8 +11,9 @@ E_v‖J v‖² = ‖J‖²_F for any probe with E[v vᵀ] = I (Rademacher or Gau
   (for a scalar output, ε·E[(∇f·v)(vᵀ∇²f v)] + O(ε²)), vanishing as ``eps`` shrinks.
 
 ``rows=ρ < 1`` evaluates the estimate on a random ⌈ρB⌉ rows of each batch only: still unbiased for
-the batch mean, at about ρ of the penalty's cost. Probes and rows are drawn from torch's global
-generator, which the Distiller seeds.
+the batch mean, at about ρ of the penalty's cost. Probes and rows are drawn from each teacher's own
+random stream (``jacdistill.probes``), so teachers trained together as a stack draw what they
+would draw alone.
 """
 
 import math
@@ -22,7 +23,7 @@ import torch
 from jacdistill import Regularizer, hookimpl
 from jacdistill.kernels import analytic
 from jacdistill.options import Interval, OneOf
-from jacdistill.probes import DISTRIBUTIONS, draw_probes
+from jacdistill.probes import DISTRIBUTIONS, choose_rows, draw_probes, squared_sum
 
 MODES = ("jvp", "vjp", "fd")
 
@@ -45,40 +46,57 @@ class HutchinsonPenalty(Regularizer):
         self.probes, self.dist, self.mode = (self.options[k] for k in ("probes", "dist", "mode"))
         self.eps, self.rows = float(self.options["eps"]), float(self.options["rows"])
 
+    def handles_stacks(self):
+        return True
+
     def output_and_penalty(self, model, x):
         if self.rows == 1:
             return self.estimate(model, x, None)
-        chosen = torch.randperm(len(x), device=x.device)[: math.ceil(self.rows * len(x))]
+        members = len(x) if x.ndim == 3 else None  # a stack's rows are k×B×d
+        chosen = choose_rows(x.shape[-2], math.ceil(self.rows * x.shape[-2]), x, members)
         return self.estimate(model, x, chosen)
 
     def estimate(self, model, x, chosen):
-        """(model(x), estimate of mean‖J‖²_F over the rows ``chosen``, or all rows if None)."""
+        """(model(x), estimate of mean‖J‖²_F over the rows ``chosen``, or all rows if None); for a
+        stack (x: k×B×d, ``chosen``: k×m), one estimate per member."""
+        stacked = x.ndim == 3
+        members = 1 if stacked else None  # the axis of the members in a draw shaped (P, *x.shape)
         if self.mode == "fd":  # one forward pass over the clean and the shifted rows together
-            sub = x if chosen is None else x[chosen]
-            v = draw_probes((self.probes, *sub.shape), self.dist, x)
-            out = model(torch.cat([x, (sub + self.eps * v).reshape(-1, x.shape[1])]))
-            clean = out[: len(x)] if chosen is None else out[chosen]
-            shifted = out[len(x) :].reshape(self.probes, len(sub), -1)
-            return out[: len(x)], (shifted - clean).pow(2).sum() / (self.eps**2 * len(sub) * self.probes)
+            sub = x if chosen is None else _rows(x, chosen)
+            rows = sub.shape[-2]
+            v = draw_probes((self.probes, *sub.shape), self.dist, x, members)
+            shifted_rows = (sub + self.eps * v).movedim(0, -3).flatten(-3, -2)  # (k×)(P·m)×d
+            out = model(torch.cat([x, shifted_rows], dim=-2))
+            clean = out[..., : x.shape[-2], :]
+            sub_clean = clean if chosen is None else _rows(clean, chosen)
+            shifted = out[..., x.shape[-2] :, :].unflatten(-2, (self.probes, rows)).movedim(-3, 0)
+            return clean, squared_sum(shifted - sub_clean, members) / (self.eps**2 * rows * self.probes)
         if chosen is not None:  # the MSE needs every row, the estimate only some
-            return model(x), self.estimate(model, x[chosen], None)[1]
-        batch = len(x)
+            return model(x), self.estimate(model, _rows(x, chosen), None)[1]
+        rows = x.shape[-2]
         if self.mode == "jvp":
-            v = draw_probes((self.probes, *x.shape), self.dist, x)
-            if analytic.is_plain_mlp(model):
+            v = draw_probes((self.probes, *x.shape), self.dist, x, members)
+            if analytic.has_closed_form(model):
                 out, jv = analytic.output_and_directional(model, x, v)
             else:
                 out = model(x)
                 jv = torch.stack([torch.func.jvp(model, (x,), (vi,))[1] for vi in v])
-            return out, jv.pow(2).sum() / (batch * self.probes)
+            return out, squared_sum(jv, members) / (rows * self.probes)
         x = x.detach().requires_grad_(True)
         out = model(x)
-        total = x.new_zeros(())
+        total = 0
         for _ in range(self.probes):
-            w = draw_probes(out.shape, self.dist, out)
+            w = draw_probes(out.shape, self.dist, out, 0 if stacked else None)
             (grad,) = torch.autograd.grad(out, x, grad_outputs=w, create_graph=True)
-            total = total + grad.pow(2).sum()
-        return out, total / (batch * self.probes)
+            total = total + squared_sum(grad, 0 if stacked else None)
+        return out, total / (rows * self.probes)
+
+
+def _rows(x, chosen):
+    """The rows ``chosen`` of x: x[chosen] for B×d, member by member for a stack (k×B×d, k×m)."""
+    if x.ndim == 2:
+        return x[chosen]
+    return x.gather(1, chosen.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
 @hookimpl

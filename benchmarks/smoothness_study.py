@@ -141,8 +141,8 @@ def trials_of(config: Config) -> list[dict]:
 def _block(comparison: dict | None) -> dict | None:
     if comparison is None or comparison["median_delta_r2"] is None:
         return None
-    keys = ("median_delta_r2", "mean_delta_r2", "ci", "p_value", "outcome", "wins", "ties", "losses",
-            "n_datasets", "n_pairs")  # fmt: skip
+    keys = ("median_delta_r2", "median_ci", "mean_delta_r2", "ci", "p_value", "outcome", "wins", "ties",
+            "losses", "n_datasets", "n_pairs")  # fmt: skip
     return {key: comparison[key] for key in keys}
 
 
@@ -225,9 +225,13 @@ def _equation_rows(summary: dict) -> list[str]:
 def _cell(block: dict | None) -> str:
     if block is None:
         return "n/a"
-    interval = f", {block['ci'][0]:+.3f}…{block['ci'][1]:+.3f}" if block["ci"] else ""
+
+    def interval(ci):
+        return f" [{ci[0]:+.3f}…{ci[1]:+.3f}]" if ci else ""
+
     return (
-        f"{block['median_delta_r2']:+.3f} [mean {block['mean_delta_r2']:+.3f}{interval}] "
+        f"{block['median_delta_r2']:+.3f}{interval(block['median_ci'])} "
+        f"(mean {block['mean_delta_r2']:+.3f}{interval(block['ci'])}) "
         f"{block['wins']}/{block['ties']}/{block['losses']}"
     )
 
@@ -257,9 +261,9 @@ def markdown(summary: dict) -> str:
         "# Smoothness study: where does a smoother teacher help?",
         "",
         "Produced by `python benchmarks/smoothness_study.py`. Each cell: median over data sets of the "
-        "per-data-set mean ΔR² (student test R², regularized − reference), the mean over data sets "
-        "with its bootstrap 95 % interval, and wins/ties/losses over data sets (Wilcoxon over seeds, "
-        f"α = {stats.ALPHA}). Seeds {', '.join(map(str, summary['seeds']))}; teachers "
+        "per-data-set mean ΔR² (student test R², regularized − reference) with its bootstrap 95 % "
+        "interval, the mean over data sets with its own, and wins/ties/losses over data sets "
+        f"(Wilcoxon over seeds, α = {stats.ALPHA}). Seeds {', '.join(map(str, summary['seeds']))}; teachers "
         f"{summary['epochs']} epochs at most.",
         "",
         "| part | config | student | trials | vs baseline | vs control | vs direct |",

@@ -72,6 +72,18 @@ def test_large_normal_sample_gives_mean_plus_minus_1_96_standard_errors():
     assert high == pytest.approx(x.mean() + half, abs=0.04 * half)
 
 
+def test_median_interval_has_the_exact_bootstrap_answer_and_ignores_an_outlier():
+    """For 0, 1, …, 10 the resampled median is ≤ j exactly when at least 6 of 11 draws are, so
+    P(median ≤ j) = P(Binomial(11, (j+1)/11) ≥ 6): 0.0072 at j = 1, 0.051 at 2, 0.949 at 7 and
+    0.993 at 8, giving the 95 % interval [2, 8]. An outlier in place of the 10 leaves it there; the
+    interval of the mean jumps."""
+    x = list(range(11))
+    assert bootstrap_ci(x, statistic="median") == [2.0, 8.0]
+    outlier = [*x[:-1], 1e6]
+    assert bootstrap_ci(outlier, statistic="median") == [2.0, 8.0]
+    assert bootstrap_ci(outlier)[1] > 1e5
+
+
 def test_bootstrap_is_deterministic_by_seed_and_needs_min_pairs():
     x = [0.1, -0.05, 0.3, 0.02, 0.07]
     assert bootstrap_ci(x) == bootstrap_ci(list(x))
@@ -114,6 +126,8 @@ def test_over_datasets_each_dataset_counts_once_and_is_tested_by_wilcoxon():
     assert c["mean_delta_r2"] == pytest.approx(statistics.fmean(means))  # not the mean over pairs
     assert c["mean_delta_r2"] != pytest.approx(statistics.fmean([g for gs in gains.values() for g in gs]))
     assert c["ci"] == pytest.approx(bootstrap_ci(means))  # datasets resampled, d0 … d5 in order
+    assert c["median_ci"] == pytest.approx(bootstrap_ci(means, statistic="median"))
+    assert c["median_ci"][0] <= c["median_delta_r2"] <= c["median_ci"][1]
     assert c["ci"][0] > 0
     # all six positive: exact two-sided p = 2/2⁶, a win at α = 0.05
     assert c["p_value"] == pytest.approx(2 / 64) and c["outcome"] == "win"

@@ -112,6 +112,7 @@ def _pooled_rows(student: str, treatment: str, block: dict, cap: str | None = No
                 "p (datasets)": _num(c["p_value"]),
                 "outcome": c["outcome"],
                 "median ΔR²": _signed(c["median_delta_r2"]),
+                f"median {CI}": _ci(c["median_ci"]),
                 "mean relative gain": _percent(c["mean_relative_gain"]),
                 "W / T / L": _wtl(c),
             }

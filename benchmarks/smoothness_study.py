@@ -31,7 +31,12 @@ small terms kept), so that later changes to how formulas are shown do not split 
 
     git worktree add ../study 64c6d39 && rm -r ../study/benchmarks/results/smoothness_study
     ln -s "$PWD/benchmarks/results/smoothness_study" ../study/benchmarks/results/
-    cd ../study && PYTHONPATH=$PWD python benchmarks/smoothness_study.py
+    cd ../study && for d in plugins kernels benchmarks; do ln -s ../$d jacdistill/$d; done
+    PYTHONPATH=$PWD python benchmarks/smoothness_study.py
+
+(the links matter: without them the editable install maps ``jacdistill.plugins``, ``.kernels`` and
+``.benchmarks`` to this checkout's folders, not the frozen ones; until commit e0f5984 the plugins the
+study uses were the same in both).
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ study uses were the same in both).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 from pathlib import Path
@@ -136,11 +137,12 @@ def run(config: Config, workers: int = 2) -> None:
 
 def trials_of(config: Config) -> list[dict]:
     """The configuration's trials with its part's direct trials."""
-    found = []
-    for path in (config.path, Config(config.part).path):
-        if any(path.glob("trials/*.json")):
-            found += loading.load_trials(path)
-    return found
+    return [*_loaded(config.path), *_loaded(Config(config.part).path)]
+
+
+@functools.cache  # the summary reads a folder once, though the A/A pairs and the direct arm reuse it
+def _loaded(path: Path) -> tuple[dict, ...]:
+    return tuple(loading.load_trials(path)) if any(path.glob("trials/*.json")) else ()
 
 
 def _block(comparison: dict | None) -> dict | None:

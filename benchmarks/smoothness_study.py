@@ -45,6 +45,7 @@ import dataclasses
 import functools
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from jacdistill import storage
@@ -170,6 +171,7 @@ def summarize() -> dict:
                     "trials": block["n_trials"],
                     **{ref: _block(block[f"vs_{ref}"]) for ref in ("baseline", "control", "direct")},
                     "caps": block["caps"],
+                    **_tuned(trials, student),
                 }
             )
         if agg["ground_truth"]:
@@ -180,6 +182,22 @@ def summarize() -> dict:
         "plan": [c.name for c in PLAN],
         "rows": rows,
         "baseline_pairs": baseline_pairs(),
+    }
+
+
+def _tuned(trials: list[dict], student: str) -> dict:
+    """What the tuner chose for the regularized arm: how often each λ, and what it cost the
+    teacher (median over datasets of the seed-paired teacher test R², regularized − baseline)."""
+    arm = {
+        a: [t for t in trials if t["arm"] == a and t["student"] == student]
+        for a in ("regularized", "baseline")
+    }
+    counts = Counter(t["lam"] for t in arm["regularized"] if t.get("lam") is not None)
+    return {
+        "lam_counts": {f"{lam:g}": n for lam, n in sorted(counts.items())},
+        "teacher_median_delta_r2": stats.median_paired_delta(
+            arm["regularized"], arm["baseline"], "teacher_r2_test"
+        ),
     }
 
 
@@ -282,6 +300,20 @@ def markdown(summary: dict) -> str:
             lines.append(
                 f"| {row['part']} | {row['config']} | {row['student']} | {row['trials']} | {cells} |"
             )
+    students = [row for row in summary["rows"] if "student" in row]
+    lines += ["", "## What the tuner chose", ""]
+    lines += [
+        "The regularized arm's λ (trials per value) and the teacher test R² it cost: median over data "
+        "sets of the seed-paired regularized − baseline difference.",
+        "",
+        "| part | config | student | λ: trials | teacher ΔR² (median) |",
+        "|---|---|---|---|---|",
+    ]
+    for row in students:
+        counts = ", ".join(f"{lam}: {n}" for lam, n in row["lam_counts"].items())
+        teacher = row["teacher_median_delta_r2"]
+        cost = "n/a" if teacher is None else f"{teacher:+.4f}"
+        lines.append(f"| {row['part']} | {row['config']} | {row['student']} | {counts} | {cost} |")
     capped = _capped_rows(summary)
     if capped:
         lines += ["", "## Under complexity caps", ""]
@@ -317,6 +349,21 @@ def markdown(summary: dict) -> str:
                 for arm, rate in block["solution_rate"].items():
                     full = block["solution_rate_full_precision"][arm]
                     lines.append(f"| {row['config']} | {student} | {arm} | {_rate(rate)} | {_rate(full)} |")
+        lines += [
+            "",
+            "Student test R² against the noiseless target, regularized − reference, cells as in the "
+            "first table.",
+            "",
+            "| config | student | vs baseline | vs control | vs direct |",
+            "|---|---|---|---|---|",
+        ]
+        for row in truth:
+            for student, block in row["ground_truth"]["students"].items():
+                versus = block["comparisons"].get("regularized", {})
+                cells = " | ".join(
+                    _cell(_block(versus.get(f"vs_{ref}"))) for ref in ("baseline", "control", "direct")
+                )
+                lines.append(f"| {row['config']} | {student} | {cells} |")
         lines += [
             "",
             "Per equation (its 3 noise levels × 2 sizes × seeds): solved as shown / in full precision, "

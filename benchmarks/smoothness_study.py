@@ -66,6 +66,7 @@ SEEDS = tuple(range(10))
 EPOCHS = 300  # both regimes: the converged teachers train all of them
 REGIMES = {"early": {"patience": 40, "keep": "best"}, "converged": {"patience": None, "keep": "last"}}
 TEACHER_ARMS = ("baseline", "regularized", "control")
+REFERENCES = ("baseline", "control", "direct")  # what the regularized arm is compared with, in order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +170,7 @@ def summarize() -> dict:
                     "config": config.name,
                     "student": student,
                     "trials": block["n_trials"],
-                    **{ref: _block(block[f"vs_{ref}"]) for ref in ("baseline", "control", "direct")},
+                    **{ref: _block(block[f"vs_{ref}"]) for ref in REFERENCES},
                     "caps": block["caps"],
                     **_tuned(trials, student),
                 }
@@ -230,21 +231,32 @@ def baseline_pairs() -> list[dict]:
     return pairs
 
 
+def _truth_blocks(summary: dict):
+    """(config, student, ground-truth block) for every configuration with generated problems."""
+    for row in summary["rows"]:
+        for student, block in row.get("ground_truth", {}).get("students", {}).items():
+            yield row["config"], student, block
+
+
 def _equation_rows(summary: dict) -> list[str]:
     lines = []
-    for row in (r for r in summary["rows"] if "ground_truth" in r):
-        for student, block in row["ground_truth"]["students"].items():
-            for entry in block["by_equation"]:
-                shown, full = entry["arms"], entry["arms_full_precision"]
-                cells = " | ".join(
-                    f"{shown[arm]['solved']} / {full[arm]['solved']} of {shown[arm]['decided']}"
-                    if arm in shown
-                    else "n/a"
-                    for arm in ("direct", *TEACHER_ARMS)
-                )
-                equation = entry["equation"].removeprefix("feynman-")
-                lines.append(f"| {row['config']} | {student} | {equation} | {cells} |")
+    for config, student, block in _truth_blocks(summary):
+        for entry in block["by_equation"]:
+            shown, full = entry["arms"], entry["arms_full_precision"]
+            cells = " | ".join(
+                f"{shown[arm]['solved']} / {full[arm]['solved']} of {shown[arm]['decided']}"
+                if arm in shown
+                else "n/a"
+                for arm in ("direct", *TEACHER_ARMS)
+            )
+            equation = entry["equation"].removeprefix("feynman-")
+            lines.append(f"| {config} | {student} | {equation} | {cells} |")
     return lines
+
+
+def _versus(blocks: dict, refs: tuple[str, ...]) -> str:
+    """Table cells: the regularized arm against each reference."""
+    return " | ".join(_cell(_block(blocks.get(f"vs_{ref}"))) for ref in refs)
 
 
 def _cell(block: dict | None) -> str:
@@ -275,10 +287,16 @@ def _capped_rows(summary: dict) -> list[str]:
     for row in summary["rows"]:
         comparisons = (row.get("caps") or {}).get("comparisons", {})
         for cap, arms in comparisons.items():
-            blocks = arms.get("regularized") or {}
-            cells = " | ".join(_cell(_block(blocks.get(f"vs_{ref}"))) for ref in ("baseline", "control"))
+            cells = _versus(arms.get("regularized") or {}, ("baseline", "control"))
             lines.append(f"| {row['part']} | {row['config']} | {row['student']} | ≤ {cap} | {cells} |")
     return lines
+
+
+def _tuner_row(row: dict) -> str:
+    counts = ", ".join(f"{lam}: {n}" for lam, n in row["lam_counts"].items())
+    teacher = row["teacher_median_delta_r2"]
+    cost = "n/a" if teacher is None else f"{teacher:+.4f}"
+    return f"| {row['part']} | {row['config']} | {row['student']} | {counts} | {cost} |"
 
 
 def markdown(summary: dict) -> str:
@@ -294,26 +312,24 @@ def markdown(summary: dict) -> str:
         "| part | config | student | trials | vs baseline | vs control | vs direct |",
         "|---|---|---|---|---|---|---|",
     ]
-    for row in summary["rows"]:
-        if "student" in row:
-            cells = " | ".join(_cell(row[ref]) for ref in ("baseline", "control", "direct"))
-            lines.append(
-                f"| {row['part']} | {row['config']} | {row['student']} | {row['trials']} | {cells} |"
-            )
     students = [row for row in summary["rows"] if "student" in row]
-    lines += ["", "## What the tuner chose", ""]
     lines += [
+        f"| {row['part']} | {row['config']} | {row['student']} | {row['trials']} | "
+        + " | ".join(_cell(row[ref]) for ref in REFERENCES)
+        + " |"
+        for row in students
+    ]
+    lines += [
+        "",
+        "## What the tuner chose",
+        "",
         "The regularized arm's λ (trials per value) and the teacher test R² it cost: median over data "
         "sets of the seed-paired regularized − baseline difference.",
         "",
         "| part | config | student | λ: trials | teacher ΔR² (median) |",
         "|---|---|---|---|---|",
+        *map(_tuner_row, students),
     ]
-    for row in students:
-        counts = ", ".join(f"{lam}: {n}" for lam, n in row["lam_counts"].items())
-        teacher = row["teacher_median_delta_r2"]
-        cost = "n/a" if teacher is None else f"{teacher:+.4f}"
-        lines.append(f"| {row['part']} | {row['config']} | {row['student']} | {counts} | {cost} |")
     capped = _capped_rows(summary)
     if capped:
         lines += ["", "## Under complexity caps", ""]
@@ -334,48 +350,45 @@ def markdown(summary: dict) -> str:
                 f"| {pair['part']} | {later} | {earlier} | {pair['student']} | {_cell(pair['baseline'])} "
                 f"| {pair['teacher_median_delta_r2']:+.1e} |"
             )
-    truth = [row for row in summary["rows"] if "ground_truth" in row]
-    if truth:
-        lines += ["", "## Symbolic solution rate (ground-truth problems)", ""]
-        lines += [
-            "The formula shown (constants rounded as far as validation R² allows) and the same "
-            "formula with its constants as fitted; solved / decided, rate [Wilson 95 % interval].",
-            "",
-            "| config | student | arm | shown | full precision |",
-            "|---|---|---|---|---|",
-        ]
-        for row in truth:
-            for student, block in row["ground_truth"]["students"].items():
-                for arm, rate in block["solution_rate"].items():
-                    full = block["solution_rate_full_precision"][arm]
-                    lines.append(f"| {row['config']} | {student} | {arm} | {_rate(rate)} | {_rate(full)} |")
-        lines += [
-            "",
-            "Student test R² against the noiseless target, regularized − reference, cells as in the "
-            "first table.",
-            "",
-            "| config | student | vs baseline | vs control | vs direct |",
-            "|---|---|---|---|---|",
-        ]
-        for row in truth:
-            for student, block in row["ground_truth"]["students"].items():
-                versus = block["comparisons"].get("regularized", {})
-                cells = " | ".join(
-                    _cell(_block(versus.get(f"vs_{ref}"))) for ref in ("baseline", "control", "direct")
-                )
-                lines.append(f"| {row['config']} | {student} | {cells} |")
-        lines += [
-            "",
-            "Per equation (its 3 noise levels × 2 sizes × seeds): solved as shown / in full precision, "
-            "of the trials decided.",
-            "",
-        ]
-        lines += [
-            "| config | student | equation | direct | " + " | ".join(TEACHER_ARMS) + " |",
-            "|---" * 7 + "|",
-        ]
-        lines += _equation_rows(summary)
+    if any(_truth_blocks(summary)):
+        lines += _truth_section(summary)
     return "\n".join(lines) + "\n"
+
+
+def _truth_section(summary: dict) -> list[str]:
+    blocks = list(_truth_blocks(summary))
+    return [
+        "",
+        "## Symbolic solution rate (ground-truth problems)",
+        "",
+        "The formula shown (constants rounded as far as validation R² allows) and the same "
+        "formula with its constants as fitted; solved / decided, rate [Wilson 95 % interval].",
+        "",
+        "| config | student | arm | shown | full precision |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {config} | {student} | {arm} | {_rate(rate)} | "
+            f"{_rate(block['solution_rate_full_precision'][arm])} |"
+            for config, student, block in blocks
+            for arm, rate in block["solution_rate"].items()
+        ),
+        "",
+        "Student test R² against the noiseless target, regularized − reference, cells as in the first table.",
+        "",
+        "| config | student | vs baseline | vs control | vs direct |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {config} | {student} | {_versus(block['comparisons'].get('regularized', {}), REFERENCES)} |"
+            for config, student, block in blocks
+        ),
+        "",
+        "Per equation (its 3 noise levels × 2 sizes × seeds): solved as shown / in full precision, "
+        "of the trials decided.",
+        "",
+        "| config | student | equation | direct | " + " | ".join(TEACHER_ARMS) + " |",
+        "|---" * 7 + "|",
+        *_equation_rows(summary),
+    ]
 
 
 def write_summary() -> None:
